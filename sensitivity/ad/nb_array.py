@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 
+import numba
 import numpy as np
 from numba import njit
 from numba.core import types
@@ -253,4 +254,6 @@ def dual_array_k(val, eps, tag, K):
 def _dual_array_k(val, eps, tag, K):
     if isinstance(K, types.IntegerLiteral):
         return lambda val, eps, tag, K: pack_dual_array(val, eps, tag, K)
+    if isinstance(K, types.Integer):  # ask numba to specialise the caller on the value of K
+        return lambda val, eps, tag, K: numba.literally(K)
     return None

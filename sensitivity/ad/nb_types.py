@@ -216,10 +216,14 @@ def vscale(typingctx, s, a):
 
 def _safe_scale(builder, d, v, K):
     # NaN-safe convention of rules.safe_mul: where the tangent is exactly 0 the
-    # product is exactly 0, even if the partial d is inf or NaN.
+    # product is exactly 0, even if the partial d is inf or NaN. The repair is
+    # selected by a scalar test of d (d - d is 0 iff d is finite), so a constant
+    # partial (2.0 * y[i]) folds to a bare vector multiply.
     prod = builder.fmul(_splat(builder, d, K), v)
+    finite = builder.fcmp_ordered("==", builder.fsub(d, d), ir.Constant(ir.DoubleType(), 0.0))
     is_zero = builder.fcmp_ordered("==", v, _zero_vec(K))
-    return builder.select(is_zero, _zero_vec(K), prod)
+    safe = builder.select(is_zero, _zero_vec(K), prod)
+    return builder.select(finite, prod, safe)
 
 
 @intrinsic
