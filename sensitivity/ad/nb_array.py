@@ -194,35 +194,53 @@ def _copy(a):
     return lambda a: pack(a.val.copy(), np.ascontiguousarray(a.eps), a.tag)
 
 
-def similar(y):
-    """Return a zero-filled scratch array of the same kind and length as ``y``.
+def similar(y, *like):
+    """Return a zero-filled scratch array, shape (len(y),), that can hold what y holds.
 
     In a right-hand side, ``tmp = similar(y)`` gives a float array when ``y``
     holds floats and a dual array with the same partials when ``y`` holds
     duals, so the function compiles for both (``np.empty(n)`` would be a float
-    array that cannot hold duals). Works in compiled and in plain Python code.
+    array that cannot hold duals). Pass more arrays, ``similar(y, p)``, when
+    the scratch values combine them: the result is dual if any of them is.
+    Works in compiled code and in plain Python.
 
     Parameters
     ----------
     y : ndarray or Dual, shape (n,)
+    *like : ndarray or Dual
+        Further arrays whose kind (float or dual) the result must cover.
 
     Returns
     -------
     ndarray or Dual, shape (n,)
-        Zeros, with zero partials if ``y`` is dual.
+        Zeros, with zero partials if dual.
     """
-    if hasattr(y, "eps") and hasattr(y, "val"):
-        return type(y)(np.zeros_like(y.val), np.zeros_like(y.eps), y._ad_tag)
-    return np.zeros_like(np.asarray(y, dtype=float))
+    n = len(y)
+    for a in (y,) + like:
+        if hasattr(a, "eps") and hasattr(a, "val"):
+            eps = np.zeros((n,) + np.shape(a.eps)[1:])
+            return type(a)(np.zeros(n), eps, a._ad_tag)
+    dtype = np.result_type(*[np.asarray(a).dtype for a in (y,) + like], float)
+    return np.zeros(n, dtype=dtype)
 
 
 @overload(similar, target="cpu")
-def _similar(y):
-    if isinstance(y, DualArrayType):
-        return lambda y: np.zeros_like(y)
-    if isinstance(y, types.Array):
-        return lambda y: np.zeros(y.shape)
-    return None
+def _similar(y, *like):
+    kinds = (y,) + tuple(like)
+    if not all(isinstance(a, (DualArrayType, types.Array)) for a in kinds):
+        return None
+    duals = [a for a in kinds if isinstance(a, DualArrayType)]
+    if not duals:
+        return lambda y, *like: np.zeros(len(y))
+    if len({a.K for a in duals}) != 1:
+        return None
+    K = duals[0].K
+
+    @njit(inline="always")
+    def pack(val, eps):
+        return pack_dual_array(val, eps, 0, K)
+
+    return lambda y, *like: pack(np.zeros(len(y)), np.zeros((len(y), K)))
 
 
 def dual_array(val, eps, tag=0):
