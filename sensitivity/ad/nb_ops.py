@@ -179,6 +179,21 @@ def _binary(fp, d0, d1, ta, tb):
     return None
 
 
+@njit(inline="always")
+def _pick_a(a, b, c):
+    return a
+
+
+@njit(inline="always")
+def _pick_b(a, b, c):
+    return b
+
+
+@njit(inline="always")
+def _pick_c(a, b, c):
+    return c
+
+
 def _ternary(fp, d0, d1, d2, ta, tb, tc):
     # Used by clip: numbers are promoted to constant duals (see SPECIAL).
     args = (ta, tb, tc)
@@ -186,9 +201,15 @@ def _ternary(fp, d0, d1, d2, ta, tb, tc):
         return None
     if len({t.K for t in args if _is_dual(t)}) != 1:
         return None
-    like = next(t for t in args if _is_dual(t))
+    if _is_dual(ta):
+        pick = _pick_a
+    elif _is_dual(tb):
+        pick = _pick_b
+    else:
+        pick = _pick_c
 
     def impl(a, b, c):
+        like = pick(a, b, c)
         a_, b_, c_ = as_dual(a, like), as_dual(b, like), as_dual(c, like)
         y = fp(a_.val, b_.val, c_.val)
         e = vsafe_scale(d2(y, a_.val, b_.val, c_.val), c_.eps)
@@ -221,7 +242,9 @@ def _register(target, nin, make):
 
 def _register_rule(rule):
     fp = _primal(rule)
-    ds = tuple(njit(d) for d in rule.d)
+    # numpy's error model: a partial that divides by zero gives inf (then the
+    # NaN-safe product decides), where numba's default would raise.
+    ds = tuple(njit(error_model="numpy")(d) for d in rule.d)
     if rule.nin == 1:
 
         def make(x, fp=fp, ds=ds):
