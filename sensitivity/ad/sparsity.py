@@ -7,9 +7,13 @@ the column intersection graph ``S^T S``) lets one forward sweep with K = number
 of colours recover every nonzero: ``J[i, j] = (J E)[i, colour[j]]``. A
 tridiagonal pattern needs 3 colours whatever its size, a 2-D 5-point stencil 5.
 
-The colouring is greedy over the columns in natural order (first-fit), then
-retried in largest-degree-first order, keeping the better of the two. Cost:
-O(sum over rows of (nonzeros per row)^2).
+The colouring is greedy (first-fit) over the columns in natural and in
+largest-degree-first order, keeping the better, then improved by a few rounds
+of Culberson's iterated greedy (recolour class by class, largest colour
+first), which never increases the count. Cost per round: O(sum over rows of
+(nonzeros per row)^2). Up to 50 000 columns, DSATUR [2]_ is tried as well
+(O(m^2) selection, 0.05 s at m = 10^4) and kept if it needs fewer colours: on
+a 2-D 5-point stencil greedy orders need 6-7 colours, DSATUR finds the optimal 5.
 
 Detection (:func:`detect_sparsity`): the Jacobian is evaluated exactly with
 dual sweeps, in column chunks of K, at ``npoints`` random points near the
@@ -24,6 +28,8 @@ References
 ----------
 .. [1] A. R. Curtis, M. J. D. Powell, J. K. Reid, "On the estimation of sparse
    Jacobian matrices", IMA J. Appl. Math. 13 (1974) 117-119.
+.. [2] D. Brelaz, "New methods to color the vertices of a graph", Comm. ACM 22
+   (1979) 251-256.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["as_pattern", "color_columns", "colouring_is_valid", "detect_sparsity"]
+
+ITERATED_GREEDY_ROUNDS = 8  # recolouring passes after the first greedy colouring
+DSATUR_MAX_COLUMNS = 50_000  # DSATUR's selection scan is O(m^2): only up to this size
 
 
 def as_pattern(S, shape, name="jac_sparsity"):
@@ -47,9 +56,9 @@ def as_pattern(S, shape, name="jac_sparsity"):
     if S.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {S.shape}")
     S = S.copy()
-    S.data = np.ones_like(S.data)
-    S.eliminate_zeros()
     S.sum_duplicates()
+    S.data = (S.data != 0).astype(float)  # explicit zeros are not structural nonzeros
+    S.eliminate_zeros()
     S.sort_indices()
     S.data[:] = 1.0
     return S
@@ -78,12 +87,48 @@ def _greedy(indptr, indices, cptr, crows, order):
     return colors, ncolors
 
 
+@numba.njit(cache=True)
+def _dsatur(indptr, indices, cptr, crows, maxc):
+    # Brelaz's DSATUR: colour next the column whose neighbours already use the most
+    # colours (ties: most row entries). Returns ncolors = -1 past maxc colours.
+    m = cptr.shape[0] - 1
+    colors = -np.ones(m, dtype=np.int64)
+    seen = np.zeros((m, maxc + 1), dtype=np.bool_)
+    sat = np.zeros(m, dtype=np.int64)
+    deg = np.zeros(m, dtype=np.int64)
+    for j in range(m):
+        for q in range(cptr[j], cptr[j + 1]):
+            deg[j] += indptr[crows[q] + 1] - indptr[crows[q]]
+    ncolors = 0
+    for _ in range(m):
+        best = -1
+        for j in range(m):
+            if colors[j] < 0:
+                if best < 0 or sat[j] > sat[best] or (sat[j] == sat[best] and deg[j] > deg[best]):
+                    best = j
+        c = 0
+        while seen[best, c]:
+            c += 1
+        if c >= maxc:
+            return colors, -1
+        colors[best] = c
+        ncolors = max(ncolors, c + 1)
+        for q in range(cptr[best], cptr[best + 1]):
+            i = crows[q]
+            for k in range(indptr[i], indptr[i + 1]):
+                j = indices[k]
+                if not seen[j, c]:
+                    seen[j, c] = True
+                    sat[j] += 1
+    return colors, ncolors
+
+
 def color_columns(S):
     """Colour the columns of a sparsity pattern so no two of a colour share a row.
 
     Parameters
     ----------
-    S : scipy.sparse matrix, shape (n, m)
+    S : scipy.sparse matrix or array_like, shape (n, m)
 
     Returns
     -------
@@ -91,27 +136,41 @@ def color_columns(S):
         Colour of every column, 0 ... ncolors-1.
     ncolors : int
     """
-    S = sp.csr_matrix(S)
+    S = sp.csr_matrix(S) if sp.issparse(S) else sp.csr_matrix(np.asarray(S, dtype=float))
+    S = as_pattern(S, S.shape)  # explicit zeros are not structural nonzeros
     C = S.tocsc()
-    indptr = S.indptr.astype(np.int64)
-    indices = S.indices.astype(np.int64)
-    cptr = C.indptr.astype(np.int64)
-    crows = C.indices.astype(np.int64)
+    a = (
+        S.indptr.astype(np.int64),
+        S.indices.astype(np.int64),
+        C.indptr.astype(np.int64),
+        C.indices.astype(np.int64),
+    )
     m = S.shape[1]
     if m == 0:
         return np.zeros(0, dtype=np.int64), 0
-    best = _greedy(indptr, indices, cptr, crows, np.arange(m, dtype=np.int64))
-    degree = np.diff(cptr)
-    by_degree = np.argsort(-degree, kind="stable").astype(np.int64)
-    other = _greedy(indptr, indices, cptr, crows, by_degree)
-    if other[1] < best[1]:
-        best = other
+    degree = np.diff(C.indptr)
+    orders = (np.arange(m), np.argsort(-degree, kind="stable"))
+    best = min((_greedy(*a, o.astype(np.int64)) for o in orders), key=lambda r: r[1])
+    for _ in range(ITERATED_GREEDY_ROUNDS):
+        # Culberson's iterated greedy: revisiting whole colour classes (largest
+        # colour first) never needs more colours and often needs fewer.
+        order = np.argsort(-best[0], kind="stable").astype(np.int64)
+        new = _greedy(*a, order)
+        if new[1] > best[1]:
+            break
+        best = new
+    lower = int(np.diff(S.indptr).max()) if S.nnz else 0  # a row's columns all differ
+    if m <= DSATUR_MAX_COLUMNS and best[1] > lower:
+        ds = _dsatur(*a, min(best[1], 64))
+        if 0 < ds[1] < best[1]:
+            best = ds
     return best[0], int(best[1])
 
 
 def colouring_is_valid(S, colors):
     """Return True if no two columns of one colour share a row of ``S``."""
-    S = sp.csr_matrix(S)
+    S = sp.csr_matrix(S) if sp.issparse(S) else sp.csr_matrix(np.asarray(S, dtype=float))
+    S = as_pattern(S, S.shape)
     for i in range(S.shape[0]):
         cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
         c = colors[cols]
