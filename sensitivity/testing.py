@@ -241,7 +241,9 @@ class DotProductResult:
     passed: bool
 
 
-def dot_product_test(forward, adjoint, v=None, w=None, *, shape_in=None, seed=0, rtol=1e-12):
+def dot_product_test(
+    forward, adjoint, v=None, w=None, *, shape_in=None, seed=0, rtol=1e-12, atol=None
+):
     """Check that ``adjoint`` is the transpose of the linear map ``forward``.
 
     Parameters
@@ -257,8 +259,11 @@ def dot_product_test(forward, adjoint, v=None, w=None, *, shape_in=None, seed=0,
     shape_in : tuple of int, optional
         Required when ``v`` is not given.
     seed : int
-    rtol : float
-        Pass threshold on ``|lhs - rhs| / max(|lhs|, |rhs|)``.
+    rtol, atol : float
+        Pass if ``|lhs - rhs| <= rtol * max(|lhs|, |rhs|) + atol``. ``atol``
+        defaults to round-off of the products, ``1e3 * eps * (|w| |Jv| +
+        |v| |J^T w|)``, so that two sides that are both zero to round-off
+        (a direction in the null space) pass.
 
     Returns
     -------
@@ -279,8 +284,15 @@ def dot_product_test(forward, adjoint, v=None, w=None, *, shape_in=None, seed=0,
         )
     lhs = complex(np.vdot(w, Jv)).real
     rhs = complex(np.vdot(JTw, v)).real
-    rel = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
-    return DotProductResult(lhs, rhs, rel, bool(rel <= rtol))
+    if atol is None:
+        atol = (
+            1e3
+            * _EPS
+            * (np.linalg.norm(w) * np.linalg.norm(Jv) + np.linalg.norm(v) * np.linalg.norm(JTw))
+        )
+    gap = abs(lhs - rhs)
+    rel = gap / max(abs(lhs), abs(rhs), 1e-300)
+    return DotProductResult(lhs, rhs, rel, bool(gap <= rtol * max(abs(lhs), abs(rhs)) + atol))
 
 
 @dataclass(frozen=True)
