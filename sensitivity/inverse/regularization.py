@@ -155,7 +155,7 @@ class SmoothedTV(_GridTerm):
     weight : float
     eps : float
         Smoothing (> 0), in units of the gradient; below it TV acts like
-        Tikhonov-1, above it like |grad m|.
+        Tikhonov-1, above it like the gradient's magnitude.
     spacing, indices, n_params
         As for :class:`Tikhonov`.
     """
