@@ -18,7 +18,8 @@ Forward mode applies ``eps_y = sum_i d[i](y, *x) * eps_i`` and reverse mode
 NaN-safe convention
 -------------------
 A tangent (or cotangent) that is exactly zero contributes exactly zero, even
-when the local partial is infinite or NaN. So d/dx sqrt(x**2) at x = 0 is 0
+when the local partial is infinite or NaN, and a partial that is exactly zero
+contributes zero even against an infinite cotangent. So d/dx sqrt(x**2) at x = 0 is 0
 (the inner tangent 2x is 0, the outer partial 1/(2 sqrt(0)) is inf), where the
 plain chain rule would give NaN. A *non-zero* tangent times an infinite
 partial still gives inf or NaN: the derivative really does not exist there.
@@ -121,11 +122,11 @@ def rule(name, f, *d, domain=None, analytic=True):
 
 
 def one(y, *x):
-    return 1.0 + 0.0 * y
+    return 1.0  # the modes broadcast tangents to the output's shape
 
 
 def minus_one(y, *x):
-    return -1.0 + 0.0 * y
+    return -1.0
 
 
 def d_mul_a(y, a, b):
@@ -377,22 +378,28 @@ def safe_mul(d, t):
     d : ndarray or float
         Local partial, broadcastable against ``t``.
     t : ndarray
-        Tangent or cotangent.
+        Tangent (forward mode) or cotangent (reverse mode).
 
     Returns
     -------
     ndarray
-        ``d * t``, except that entries where ``t == 0`` are exactly 0 even
-        when ``d`` is infinite or NaN.
+        ``d * t``, except that entries where either factor is exactly 0 are
+        exactly 0 even when the other is infinite or NaN. Forward mode meets
+        ``inf * 0`` with the zero in the tangent, reverse mode with the zero in
+        the partial (the cotangent has already become infinite), so both
+        factors are tested.
     """
     out = d * t
-    # The product is non-finite only where d is (or t already was); test the
-    # product once and repair only then, so the common path costs one pass.
+    # The product is non-finite only where a factor is; test the product once
+    # and repair only then, so the common path costs one extra pass.
     if not _all_finite(out):
-        out = np.where(t == 0, 0.0, out)
+        out = np.where((t == 0) | (d == 0), 0.0, out)
     return out
 
 
 def _all_finite(a):
-    # On nested duals np.isfinite is value-only and returns a plain array.
-    return bool(np.all(np.isfinite(a)))
+    # One summation pass, no temporary: a sum is finite iff every term is,
+    # unless finite terms overflow, which only sends us down the (still
+    # correct) repair path. On nested duals np.sum/np.isfinite act on values.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(a)))
