@@ -116,19 +116,21 @@ def test_every_rule_has_a_target():
 
 @njit
 def _nan_safe(x):
-    xs = nb.dual_array_k(x, np.array([[1.0, 0.0], [0.0, 0.0]]), 0, 2)
-    out = nb.dual_array_k(np.zeros(3), np.zeros((3, 2)), 0, 2)
+    xs = nb.dual_array_k(x, np.array([[1.0, 0.0], [0.0, 0.0], [np.inf, 1.0]]), 0, 2)
+    out = nb.dual_array_k(np.zeros(4), np.zeros((4, 2)), 0, 2)
     out[0] = np.sqrt(xs[1] * xs[1])  # inner tangent 0, outer partial inf
     out[1] = np.sqrt(xs[0])  # at 0 with a nonzero tangent: inf
     out[2] = xs[1] ** 0.5 + xs[0]  # d pow / d base = inf at 0, tangent 0
+    out[3] = 0.0 * xs[2]  # partial exactly 0 against an infinite tangent
     return out.eps.copy()
 
 
 def test_nan_safe_convention():
-    eps = _nan_safe(np.array([0.0, 0.0]))
+    eps = _nan_safe(np.array([0.0, 0.0, 1.0]))
     np.testing.assert_array_equal(eps[0], [0.0, 0.0])
     assert np.isinf(eps[1, 0]) and eps[1, 1] == 0.0
     np.testing.assert_array_equal(eps[2], [1.0, 0.0])
+    np.testing.assert_array_equal(eps[3], [0.0, 0.0])
 
 
 @njit

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from sensitivity.ad.nb import RHSCompileError
 from sensitivity.ode import ODEProblem
-from tests.rhs_suite import CASES, lotka_volterra, reference_jacobians
+from tests.rhs_suite import CASES, SUITE, lotka_volterra, reference_jacobians
 
 Y0 = [1.0, 2.0]
 P = [1.0, 2.0, 3.0, 4.0]
@@ -160,3 +160,40 @@ def test_rhs_failing_only_on_duals_is_explained():
     with pytest.raises(RHSCompileError, match="compile=False"):
         prob.jacobian(0.0, prob.y0)
     assert isinstance(RHSCompileError("x"), TypeError)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in SUITE if c.name != "helper_call"], ids=lambda c: c.name
+)
+def test_compile_false_runs_on_numpy_duals(case):
+    t, y, p = case.point()
+    prob = ODEProblem(case.f, y, (0.0, 1.0), p, compile=False)
+    assert prob.compile is False
+    Jy, Jp = reference_jacobians(case, t, y, p)
+    tol = dict(rtol=1e-11, atol=1e-12) if case.analytic else dict(rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(prob.jacobian(t, y), Jy, **tol)
+    np.testing.assert_allclose(prob.param_jacobian(t, y), Jp, **tol)
+    v = np.linspace(-1.0, 1.0, case.n)
+    np.testing.assert_allclose(prob.jvp(t, y, v), Jy @ v, **tol)
+
+
+def test_compile_false_with_njit_helper_explains():
+    case = CASES["helper_call"]
+    t, y, p = case.point()
+    prob = ODEProblem(case.f, y, (0.0, 1.0), p, compile=False)
+    with pytest.raises(TypeError, match="NUMBA_DISABLE_JIT"):
+        prob.jacobian(t, y)
+
+
+def test_compiled_equals_numpy_level_duals():
+    # The same Jacobians from the compiled duals and from the numpy-level duals.
+    for case in SUITE:
+        if case.name == "helper_call":
+            continue
+        t, y, p = case.point()
+        a = ODEProblem(case.f, y, (0.0, 1.0), p)
+        b = ODEProblem(case.f, y, (0.0, 1.0), p, compile=False)
+        np.testing.assert_allclose(a.jacobian(t, y), b.jacobian(t, y), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            a.param_jacobian(t, y), b.param_jacobian(t, y), rtol=1e-13, atol=1e-14
+        )

@@ -41,8 +41,8 @@ import numpy as np
 from numba.core import errors as nb_errors
 from numba.core.dispatcher import Dispatcher
 
-from sensitivity.ad import nb_ops  # noqa: F401  (registers the scalar overloads)
-from sensitivity.ad.nb_array import dual_array, dual_array_k, similar
+from sensitivity.ad import nb_box, nb_ops  # noqa: F401  (register overloads and boxing)
+from sensitivity.ad.nb_array import dual_array, dual_array_k, empty_dual, similar
 from sensitivity.ad.nb_types import KMAX, STAMP, DualArrayType, DualType
 
 __all__ = [
@@ -68,7 +68,8 @@ class RHSCompileError(TypeError):
 
 # ---- kernel templates: plain functions whose globals are set per problem --------------
 # make_kernel runs each template's code with its own globals: rhs (the compiled f),
-# K (partials per sweep), seed/gather (helpers compiled for that K), np, dual_array_k.
+# K (partials per sweep), seed/gather (helpers compiled for that K), np, dual_array_k,
+# empty_dual. Outputs share the input dual's tag (it matters to the numpy-level duals).
 # The module-level names below only declare them; templates never run with these.
 rhs = None
 K = 0
@@ -78,13 +79,15 @@ gather = None
 
 def _jac_t(t, y, p, J):
     n = y.shape[0]
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
+    ey = np.zeros((n, K))
+    yd = dual_array_k(y, ey, 0, K)  # reseeded in place for every chunk of columns
+    out = empty_dual(yd, n)
     for c0 in range(0, n, K):
         w = min(K, n - c0)
-        ey = np.zeros((n, K))
+        ey[:, :] = 0.0
         for j in range(w):
             ey[c0 + j, j] = 1.0
-        rhs(t, dual_array_k(y, ey, 0, K), p, out)
+        rhs(t, yd, p, out)
         for i in range(n):
             for j in range(w):
                 J[i, c0 + j] = out.eps[i, j]
@@ -93,13 +96,15 @@ def _jac_t(t, y, p, J):
 def _param_jac_t(t, y, p, J):
     n = y.shape[0]
     m = p.shape[0]
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
+    ep = np.zeros((m, K))
+    pd = dual_array_k(p, ep, 0, K)
+    out = empty_dual(pd, n)
     for c0 in range(0, m, K):
         w = min(K, m - c0)
-        ep = np.zeros((m, K))
+        ep[:, :] = 0.0
         for j in range(w):
             ep[c0 + j, j] = 1.0
-        rhs(t, y, dual_array_k(p, ep, 0, K), out)
+        rhs(t, y, pd, out)
         for i in range(n):
             for j in range(w):
                 J[i, c0 + j] = out.eps[i, j]
@@ -107,8 +112,9 @@ def _param_jac_t(t, y, p, J):
 
 def _jvp_t(t, y, p, v, out):
     n = y.shape[0]
-    res = dual_array_k(np.empty(n), np.empty((n, 1)), 0, 1)
-    rhs(t, dual_array_k(y, np.ascontiguousarray(v.reshape((n, 1))), 0, 1), p, res)
+    yd = dual_array_k(y, np.ascontiguousarray(v.reshape((n, 1))), 0, 1)
+    res = empty_dual(yd, n)
+    rhs(t, yd, p, res)
     for i in range(n):
         out[i] = res.eps[i, 0]
 
@@ -116,8 +122,9 @@ def _jvp_t(t, y, p, v, out):
 def _param_jvp_t(t, y, p, u, out):
     n = y.shape[0]
     m = p.shape[0]
-    res = dual_array_k(np.empty(n), np.empty((n, 1)), 0, 1)
-    rhs(t, y, dual_array_k(p, np.ascontiguousarray(u.reshape((m, 1))), 0, 1), res)
+    pd = dual_array_k(p, np.ascontiguousarray(u.reshape((m, 1))), 0, 1)
+    res = empty_dual(pd, n)
+    rhs(t, y, pd, res)
     for i in range(n):
         out[i] = res.eps[i, 0]
 
@@ -128,8 +135,9 @@ def _jac_cols_t(t, y, p, c0, E):
     ey = np.zeros((n, K))
     for j in range(w):
         ey[c0 + j, j] = 1.0
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
-    rhs(t, dual_array_k(y, ey, 0, K), p, out)
+    yd = dual_array_k(y, ey, 0, K)
+    out = empty_dual(yd, n)
+    rhs(t, yd, p, out)
     for i in range(n):
         for j in range(K):
             E[i, j] = out.eps[i, j] if j < w else 0.0
@@ -142,8 +150,9 @@ def _param_jac_cols_t(t, y, p, c0, E):
     ep = np.zeros((m, K))
     for j in range(w):
         ep[c0 + j, j] = 1.0
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
-    rhs(t, y, dual_array_k(p, ep, 0, K), out)
+    pd = dual_array_k(p, ep, 0, K)
+    out = empty_dual(pd, n)
+    rhs(t, y, pd, out)
     for i in range(n):
         for j in range(K):
             E[i, j] = out.eps[i, j] if j < w else 0.0
@@ -158,29 +167,34 @@ def _gather(out, c0, colors, indptr, indices, data):
                 data[k] = out.eps[i, c]
 
 
-def _seed(nx, colors, c0):
-    e = np.zeros((nx, K))
-    for j in range(nx):
+def _seed(e, colors, c0):
+    e[:, :] = 0.0
+    for j in range(e.shape[0]):
         c = colors[j] - c0
         if 0 <= c < K:
             e[j, c] = 1.0
-    return e
 
 
 def _sparse_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
     n = y.shape[0]
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
+    ey = np.zeros((n, K))
+    yd = dual_array_k(y, ey, 0, K)
+    out = empty_dual(yd, n)
     for c0 in range(0, ncolors, K):
-        rhs(t, dual_array_k(y, seed(n, colors, c0), 0, K), p, out)
+        seed(ey, colors, c0)
+        rhs(t, yd, p, out)
         gather(out, c0, colors, indptr, indices, data)
 
 
 def _sparse_param_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
     n = y.shape[0]
     m = p.shape[0]
-    out = dual_array_k(np.empty(n), np.empty((n, K)), 0, K)
+    ep = np.zeros((m, K))
+    pd = dual_array_k(p, ep, 0, K)
+    out = empty_dual(pd, n)
     for c0 in range(0, ncolors, K):
-        rhs(t, y, dual_array_k(p, seed(m, colors, c0), 0, K), out)
+        seed(ep, colors, c0)
+        rhs(t, y, pd, out)
         gather(out, c0, colors, indptr, indices, data)
 
 
@@ -283,7 +297,7 @@ def make_kernel(kind, rhs, K, compile=True, cache=True):
     if not 1 <= K <= KMAX:
         raise ValueError(f"K must lie in [1, {KMAX}], got {K}")
     tmpl = TEMPLATES[kind]
-    g = {"np": np, "rhs": rhs, "K": K, "dual_array_k": dual_array_k}
+    g = {"np": np, "rhs": rhs, "K": K, "dual_array_k": dual_array_k, "empty_dual": empty_dual}
     for name, helper in _HELPERS.items():
         hg = {"np": np, "K": K}
         fn = pytypes.FunctionType(helper.__code__, hg, helper.__name__)

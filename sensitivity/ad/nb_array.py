@@ -30,7 +30,7 @@ from sensitivity.ad.nb_types import (
     zero_vec,
 )
 
-__all__ = ["dual_array", "similar"]
+__all__ = ["dual_array", "empty_dual", "similar"]
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
@@ -260,7 +260,7 @@ def dual_array(val, eps, tag=0):
     """
     from sensitivity.ad.dual import Dual
 
-    return Dual(val, eps, tag)
+    return Dual(val, eps, tag if tag else None)  # tag 0 (compiled code's default): a fresh one
 
 
 def dual_array_k(val, eps, tag, K):
@@ -274,4 +274,23 @@ def _dual_array_k(val, eps, tag, K):
         return lambda val, eps, tag, K: pack_dual_array(val, eps, tag, K)
     if isinstance(K, types.Integer):  # ask numba to specialise the caller on the value of K
         return lambda val, eps, tag, K: numba.literally(K)
+    return None
+
+
+def empty_dual(like, n):
+    """Return an uninitialised dual array of length ``n`` with the partials and tag of ``like``.
+
+    Works in compiled code (``DualArray{K}``) and in plain Python (numpy-level
+    ``Dual``, where sharing the tag matters: a result must carry its inputs' tag).
+    """
+    K = np.shape(like.eps)[-1]
+    return type(like)(np.empty(n), np.empty((n, K)), like._ad_tag)
+
+
+@overload(empty_dual, target="cpu")
+def _empty_dual(like, n):
+    if isinstance(like, DualArrayType) and isinstance(n, types.Integer):
+        pack = _like(like)
+        K = like.K
+        return lambda like, n: pack(np.empty(n), np.empty((n, K)), like.tag)
     return None

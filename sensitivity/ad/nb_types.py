@@ -215,15 +215,17 @@ def vscale(typingctx, s, a):
 
 
 def _safe_scale(builder, d, v, K):
-    # NaN-safe convention of rules.safe_mul: where the tangent is exactly 0 the
-    # product is exactly 0, even if the partial d is inf or NaN. The repair is
-    # selected by a scalar test of d (d - d is 0 iff d is finite), so a constant
+    # NaN-safe convention of rules.safe_mul: where either factor is exactly 0 the
+    # product is exactly 0, even if the other is inf or NaN. The repairs are
+    # selected by scalar tests of d (d - d is 0 iff d is finite), so a constant
     # partial (2.0 * y[i]) folds to a bare vector multiply.
+    zero = ir.Constant(ir.DoubleType(), 0.0)
     prod = builder.fmul(_splat(builder, d, K), v)
-    finite = builder.fcmp_ordered("==", builder.fsub(d, d), ir.Constant(ir.DoubleType(), 0.0))
+    finite = builder.fcmp_ordered("==", builder.fsub(d, d), zero)
     is_zero = builder.fcmp_ordered("==", v, _zero_vec(K))
     safe = builder.select(is_zero, _zero_vec(K), prod)
-    return builder.select(finite, prod, safe)
+    out = builder.select(finite, prod, safe)
+    return builder.select(builder.fcmp_ordered("==", d, zero), _zero_vec(K), out)
 
 
 @intrinsic

@@ -170,7 +170,14 @@ class ODEProblem:
         try:
             return fn(*args)
         except (nb_errors.TypingError, nb_errors.UnsupportedError, nb_errors.LoweringError) as e:
-            raise nb.explain_compile_error(e, f"f ({getattr(self.f, '__name__', 'f')})") from None
+            name = f"f ({getattr(self.f, '__name__', 'f')})"
+            if not self.compile:  # only an njit helper called by f can fail to compile here
+                raise TypeError(
+                    f"{name} calls a numba-compiled function that cannot take the numpy-level "
+                    "duals of compile=False; make the helper plain Python, or set "
+                    f"NUMBA_DISABLE_JIT=1 ({nb.explain_compile_error(e, 'it')})"
+                ) from None
+            raise nb.explain_compile_error(e, name) from None
 
     def _check_rhs(self):
         t0 = self.t_span[0]
