@@ -29,13 +29,13 @@ from sensitivity.ad.nb import dual_array_k
 from sensitivity.ode.problem import ODEProblem
 
 
-@njit(cache=True)
+@njit  # not cached: compiled in-process, so the loops below can inline it
 def lotka_volterra(t, y, p, dydt):
     dydt[0] = p[0] * y[0] - p[1] * y[0] * y[1]
     dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1]
 
 
-@njit(cache=True)
+@njit  # not cached: compiled in-process, so the loops below can inline it
 def libm_stencil(t, y, p, dydt):
     n = len(y)
     for i in range(1, n - 1):
@@ -44,7 +44,7 @@ def libm_stencil(t, y, p, dydt):
     dydt[n - 1] = 0.0
 
 
-@njit(cache=True)
+@njit  # not cached: compiled in-process, so the loops below can inline it
 def diffusion(t, y, p, dydt):
     n = len(y)
     for i in range(1, n - 1):
@@ -114,8 +114,9 @@ def sparse_jacobian(repeats):
     S = prob.jac_sparsity
     colors, nc = prob.jac_colors
     data = np.zeros(S.nnz)
+    slot = colors[S.indices].astype(np.int64)
     tf = _median_time(prob.rhs_kernel, (0.0, y0, prob.p, out), repeats * 20)
-    tk = _median_time(kern, (0.0, y0, prob.p, colors, nc, S.indptr, S.indices, data), repeats * 20)
+    tk = _median_time(kern, (0.0, y0, prob.p, colors, nc, S.indptr, slot, data), repeats * 20)
     tm = _median_time(prob.jacobian, (0.0, y0), repeats * 20)
     print(
         f"sparse Jacobian, diffusion N=1e4 ({nc} colours): kernel {tk / tf:5.2f}x one float "

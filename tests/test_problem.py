@@ -157,8 +157,9 @@ def dual_only_failure(t, y, p, dydt):
 
 def test_rhs_failing_only_on_duals_is_explained():
     prob = ODEProblem(dual_only_failure, Y0, (0.0, 1.0), [1.0])
-    with pytest.raises(RHSCompileError, match="compile=False"):
+    with pytest.raises(RHSCompileError, match="compile=False") as info:
         prob.jacobian(0.0, prob.y0)
+    assert "float(Dual" in str(info.value) and "dydt[0] = float(y[0]) * p[0]" in str(info.value)
     assert isinstance(RHSCompileError("x"), TypeError)
 
 
@@ -197,3 +198,18 @@ def test_compiled_equals_numpy_level_duals():
         np.testing.assert_allclose(
             a.param_jacobian(t, y), b.param_jacobian(t, y), rtol=1e-13, atol=1e-14
         )
+
+
+def float_scratch(t, y, p, dydt):
+    tmp = np.empty(len(y))
+    for i in range(len(y)):
+        tmp[i] = y[i] * p[0]
+    dydt[0] = tmp[0]
+    dydt[1] = tmp[1]
+
+
+def test_float_scratch_array_error_points_to_similar():
+    prob = ODEProblem(float_scratch, Y0, (0.0, 1.0), [1.0])
+    with pytest.raises(RHSCompileError, match=r"similar\(y\)") as info:
+        prob.jacobian(0.0, prob.y0)
+    assert "tmp[i] = y[i] * p[0]" in str(info.value)

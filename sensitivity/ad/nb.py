@@ -15,9 +15,9 @@ This module builds, for one right-hand side, the compiled kernels
 - ``jvp(t, y, p, v, out)``                   (df/dy) v, one K=1 sweep
 - ``param_jvp(t, y, p, u, out)``             (df/dp) u, one K=1 sweep
 - ``jac_cols(t, y, p, c0, E)``               columns c0 ... c0+K-1 of df/dy
-- ``sparse_jac(t, y, p, colors, ncol, indptr, indices, data)``  CSR values of
-  df/dy from a column colouring, ceil(ncol/K) sweeps (:mod:`.sparsity`);
-  ``sparse_param_jac`` likewise for df/dp.
+- ``sparse_jac(t, y, p, colors, ncol, indptr, slot, data)``  CSR values of
+  df/dy from a column colouring (``slot = colors[indices]``), ceil(ncol/K)
+  sweeps (:mod:`.sparsity`); ``sparse_param_jac`` likewise for df/dp.
 
 Each kernel is the code of a template below with its own globals (the user's
 compiled ``f``, the chunk size ``K``) and a name that carries a fingerprint of
@@ -88,9 +88,10 @@ def _jac_t(t, y, p, J):
         for j in range(w):
             ey[c0 + j, j] = 1.0
         rhs(t, yd, p, out)
+        oe = out.eps  # hoisted: a struct member read in the loop costs a refcount each time
         for i in range(n):
             for j in range(w):
-                J[i, c0 + j] = out.eps[i, j]
+                J[i, c0 + j] = oe[i, j]
 
 
 def _param_jac_t(t, y, p, J):
@@ -105,9 +106,10 @@ def _param_jac_t(t, y, p, J):
         for j in range(w):
             ep[c0 + j, j] = 1.0
         rhs(t, y, pd, out)
+        oe = out.eps
         for i in range(n):
             for j in range(w):
-                J[i, c0 + j] = out.eps[i, j]
+                J[i, c0 + j] = oe[i, j]
 
 
 def _jvp_t(t, y, p, v, out):
@@ -115,8 +117,9 @@ def _jvp_t(t, y, p, v, out):
     yd = dual_array_k(y, np.ascontiguousarray(v.reshape((n, 1))), 0, 1)
     res = empty_dual(yd, n)
     rhs(t, yd, p, res)
+    re = res.eps
     for i in range(n):
-        out[i] = res.eps[i, 0]
+        out[i] = re[i, 0]
 
 
 def _param_jvp_t(t, y, p, u, out):
@@ -125,8 +128,9 @@ def _param_jvp_t(t, y, p, u, out):
     pd = dual_array_k(p, np.ascontiguousarray(u.reshape((m, 1))), 0, 1)
     res = empty_dual(pd, n)
     rhs(t, y, pd, res)
+    re = res.eps
     for i in range(n):
-        out[i] = res.eps[i, 0]
+        out[i] = re[i, 0]
 
 
 def _jac_cols_t(t, y, p, c0, E):
@@ -138,9 +142,10 @@ def _jac_cols_t(t, y, p, c0, E):
     yd = dual_array_k(y, ey, 0, K)
     out = empty_dual(yd, n)
     rhs(t, yd, p, out)
+    oe = out.eps
     for i in range(n):
         for j in range(K):
-            E[i, j] = out.eps[i, j] if j < w else 0.0
+            E[i, j] = oe[i, j] if j < w else 0.0
 
 
 def _param_jac_cols_t(t, y, p, c0, E):
@@ -153,18 +158,25 @@ def _param_jac_cols_t(t, y, p, c0, E):
     pd = dual_array_k(p, ep, 0, K)
     out = empty_dual(pd, n)
     rhs(t, y, pd, out)
+    oe = out.eps
     for i in range(n):
         for j in range(K):
-            E[i, j] = out.eps[i, j] if j < w else 0.0
+            E[i, j] = oe[i, j] if j < w else 0.0
 
 
-def _gather(out, c0, colors, indptr, indices, data):
-    # CSR values of the compressed Jacobian: entry (i, j) sits in colour column colors[j].
+def _gather(oe, c0, ncolors, indptr, slot, data):
+    # CSR values of the compressed Jacobian: entry k = (i, j) sits in colour column
+    # slot[k] = colors[j] of row i (slot precomputed once per pattern).
+    if c0 == 0 and ncolors <= K:  # one sweep held every colour: no range test
+        for i in range(indptr.shape[0] - 1):
+            for k in range(indptr[i], indptr[i + 1]):
+                data[k] = oe[i, slot[k]]
+        return
     for i in range(indptr.shape[0] - 1):
         for k in range(indptr[i], indptr[i + 1]):
-            c = colors[indices[k]] - c0
+            c = slot[k] - c0
             if 0 <= c < K:
-                data[k] = out.eps[i, c]
+                data[k] = oe[i, c]
 
 
 def _seed(e, colors, c0):
@@ -175,7 +187,7 @@ def _seed(e, colors, c0):
             e[j, c] = 1.0
 
 
-def _sparse_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
+def _sparse_jac_t(t, y, p, colors, ncolors, indptr, slot, data):
     n = y.shape[0]
     ey = np.zeros((n, K))
     yd = dual_array_k(y, ey, 0, K)
@@ -183,10 +195,10 @@ def _sparse_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
     for c0 in range(0, ncolors, K):
         seed(ey, colors, c0)
         rhs(t, yd, p, out)
-        gather(out, c0, colors, indptr, indices, data)
+        gather(out.eps, c0, ncolors, indptr, slot, data)
 
 
-def _sparse_param_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
+def _sparse_param_jac_t(t, y, p, colors, ncolors, indptr, slot, data):
     n = y.shape[0]
     m = p.shape[0]
     ep = np.zeros((m, K))
@@ -195,7 +207,7 @@ def _sparse_param_jac_t(t, y, p, colors, ncolors, indptr, indices, data):
     for c0 in range(0, ncolors, K):
         seed(ep, colors, c0)
         rhs(t, y, pd, out)
-        gather(out, c0, colors, indptr, indices, data)
+        gather(out.eps, c0, ncolors, indptr, slot, data)
 
 
 TEMPLATES = {
@@ -338,12 +350,23 @@ def explain_compile_error(exc, what="the right-hand side"):
     skip = ("Failed in nopython", "During:", "File ", "<source elided>", "^")
     core = [ln for ln in lines if not ln.startswith(skip) and not ln.startswith("def ")]
     construct = core[0] if core else "unknown construct"
+    if construct.endswith("signature:"):
+        sig = next((ln for ln in lines if ln.startswith(">>>")), "")
+        construct = f"{construct} {sig[3:].strip()}"
     where = ""
     for i, ln in enumerate(lines):
-        if ln.startswith("File ") and i + 1 < len(lines):
-            code = [c for c in lines[i + 1 : i + 4] if c not in ("<source elided>", "^")]
-            code = [c for c in code if not c.startswith("def ")] or code
-            where = f" at {ln[5:].rstrip(':')}: `{code[0] if code else ''}`"
+        if ln.startswith("File "):
+            block = lines[i + 1 : i + 8]
+            code = next((block[k - 1] for k in range(1, len(block)) if block[k] == "^"), "")
+            where = f" at {ln[5:].rstrip(':')}: `{code}`"
             break
-    msg = f"numba cannot compile {what}: {construct}{where}. {_HINT}"
+    hint = ""
+    if "setitem" in construct and "array(float64" in construct and "Dual" in construct:
+        hint = (
+            " A float array cannot hold dual numbers: create scratch arrays with "
+            "sensitivity.similar(y) (or similar(y, p)) or np.empty_like(y)."
+        )
+    elif "Dual" in construct:
+        hint = " This construct is not supported on the compiled dual numbers."
+    msg = f"numba cannot compile {what}: {construct}{where}.{hint} {_HINT}"
     return RHSCompileError(msg)

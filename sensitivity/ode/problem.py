@@ -125,6 +125,7 @@ class ODEProblem:
         self.compile = bool(compile)
         self.rhs_kernel = nb.compile_rhs(f) if self.compile else nb._py_func(f)
         self._kernels = {}
+        self._slots = {}
         self._check_rhs()
         self.jac_sparsity = self._pattern(jac_sparsity, "jac_sparsity", "jac_cols", self.n)
         self.param_sparsity = self._pattern(
@@ -253,7 +254,10 @@ class ODEProblem:
         data = np.zeros(S.nnz)
         if ncolors:
             kern = self.kernel(kind, max(1, min(nb.CHUNK, ncolors)))
-            self._call(kern, t, y, p, colors, ncolors, S.indptr, S.indices, data)
+            key = id(S)
+            if key not in self._slots:  # colour column of every stored entry, once
+                self._slots[key] = colors[S.indices].astype(np.int64)
+            self._call(kern, t, y, p, colors, ncolors, S.indptr, self._slots[key], data)
         return sp.csr_matrix((data, S.indices.copy(), S.indptr.copy()), shape=S.shape)
 
     def jvp(self, t, y, v, p=None):
