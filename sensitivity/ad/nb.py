@@ -12,8 +12,8 @@ This module builds, for one right-hand side, the compiled kernels
 - ``rhs(t, y, p, dydt)``                     f on floats
 - ``jac(t, y, p, J)``                        dense df/dy, (n, n), ceil(n/K) sweeps
 - ``param_jac(t, y, p, Jp)``                 dense df/dp, (n, m)
-- ``jvp(t, y, p, v, out)``                   (df/dy) v, one K=1 sweep
-- ``param_jvp(t, y, p, u, out)``             (df/dp) u, one K=1 sweep
+- ``jvp(t, y, p, v, out)``                   (df/dy) v, one sweep (v in partial 0)
+- ``param_jvp(t, y, p, u, out)``             (df/dp) u, one sweep
 - ``jac_cols(t, y, p, c0, E)``               columns c0 ... c0+K-1 of df/dy
 - ``sparse_jac(t, y, p, colors, ncol, indptr, slot, data)``  CSR values of
   df/dy from a column colouring (``slot = colors[indices]``), ceil(ncol/K)
@@ -84,7 +84,7 @@ def _jac_t(t, y, p, J):
     out = empty_dual(yd, n)
     for c0 in range(0, n, K):
         w = min(K, n - c0)
-        ey[:, :] = 0.0
+        ey.fill(0.0)
         for j in range(w):
             ey[c0 + j, j] = 1.0
         rhs(t, yd, p, out)
@@ -102,7 +102,7 @@ def _param_jac_t(t, y, p, J):
     out = empty_dual(pd, n)
     for c0 in range(0, m, K):
         w = min(K, m - c0)
-        ep[:, :] = 0.0
+        ep.fill(0.0)
         for j in range(w):
             ep[c0 + j, j] = 1.0
         rhs(t, y, pd, out)
@@ -113,8 +113,13 @@ def _param_jac_t(t, y, p, J):
 
 
 def _jvp_t(t, y, p, v, out):
+    # The direction goes in partial 0 of K: with the problem's shared K the
+    # right-hand side's dual specialisation is compiled once for jac and jvp.
     n = y.shape[0]
-    yd = dual_array_k(y, np.ascontiguousarray(v.reshape((n, 1))), 0, 1)
+    ey = np.zeros((n, K))
+    for i in range(n):
+        ey[i, 0] = v[i]
+    yd = dual_array_k(y, ey, 0, K)
     res = empty_dual(yd, n)
     rhs(t, yd, p, res)
     re = res.eps
@@ -125,7 +130,10 @@ def _jvp_t(t, y, p, v, out):
 def _param_jvp_t(t, y, p, u, out):
     n = y.shape[0]
     m = p.shape[0]
-    pd = dual_array_k(p, np.ascontiguousarray(u.reshape((m, 1))), 0, 1)
+    ep = np.zeros((m, K))
+    for i in range(m):
+        ep[i, 0] = u[i]
+    pd = dual_array_k(p, ep, 0, K)
     res = empty_dual(pd, n)
     rhs(t, y, pd, res)
     re = res.eps
@@ -180,7 +188,7 @@ def _gather(oe, c0, ncolors, indptr, slot, data):
 
 
 def _seed(e, colors, c0):
-    e[:, :] = 0.0
+    e.fill(0.0)
     for j in range(e.shape[0]):
         c = colors[j] - c0
         if 0 <= c < K:

@@ -113,6 +113,11 @@ VALUE_TARGETS = {
 }
 
 _REAL = (types.Float, types.Integer, types.Boolean)
+# Overload bodies use numpy's error model (a partial dividing by zero gives inf,
+# then the NaN-safe product decides; numba's default would raise), and the
+# partials are inlined into them (one compilation per operation and type, not
+# one per partial: first-call latency).
+_JIT = {"error_model": "numpy"}
 
 
 def _is_dual(t):
@@ -223,19 +228,19 @@ def _ternary(fp, d0, d1, d2, ta, tb, tc):
 def _register(target, nin, make):
     if nin == 1:
 
-        @overload(target, target="cpu")
+        @overload(target, target="cpu", jit_options=_JIT)
         def ov1(x):
             return make(x) if _is_dual(x) else None
 
     elif nin == 2:
 
-        @overload(target, target="cpu")
+        @overload(target, target="cpu", jit_options=_JIT)
         def ov2(a, b):
             return make(a, b)
 
     else:
 
-        @overload(target, target="cpu")
+        @overload(target, target="cpu", jit_options=_JIT)
         def ov3(a, b, c):
             return make(a, b, c)
 
@@ -244,7 +249,7 @@ def _register_rule(rule):
     fp = _primal(rule)
     # numpy's error model: a partial that divides by zero gives inf (then the
     # NaN-safe product decides), where numba's default would raise.
-    ds = tuple(njit(error_model="numpy")(d) for d in rule.d)
+    ds = tuple(njit(inline="always", error_model="numpy")(d) for d in rule.d)
     if rule.nin == 1:
 
         def make(x, fp=fp, ds=ds):

@@ -125,6 +125,9 @@ class ODEProblem:
         self.compile = bool(compile)
         self.rhs_kernel = nb.compile_rhs(f) if self.compile else nb._py_func(f)
         self._kernels = {}
+        # One K (a power of two) for the dense and jvp kernels: each distinct K is
+        # another compilation of f on duals (first-call latency).
+        self.K = min(nb.CHUNK, 1 << (max(self.n, self.m, 1) - 1).bit_length())
         self._slots = {}
         self._check_rhs()
         self.jac_sparsity = self._pattern(jac_sparsity, "jac_sparsity", "jac_cols", self.n)
@@ -143,8 +146,7 @@ class ODEProblem:
     def kernel(self, kind, K=None):
         """Return (building on first use) the derivative kernel ``kind`` of :mod:`.nb`."""
         if K is None:
-            ncols = self.m if "param" in kind else self.n
-            K = 1 if kind.endswith("jvp") else max(1, min(nb.CHUNK, ncols))
+            K = self.K
         key = (kind, K)
         if key not in self._kernels:
             self._kernels[key] = nb.make_kernel(kind, self.rhs_kernel, K, compile=self.compile)
@@ -261,7 +263,7 @@ class ODEProblem:
         return sp.csr_matrix((data, S.indices.copy(), S.indptr.copy()), shape=S.shape)
 
     def jvp(self, t, y, v, p=None):
-        """Return (df/dy) v at (t, y), shape (n,): one dual sweep with K = 1."""
+        """Return (df/dy) v at (t, y), shape (n,): one dual sweep."""
         t, y, p = self._args(t, y, p)
         v = np.ascontiguousarray(v, dtype=np.float64)
         if v.shape != (self.n,):
@@ -271,7 +273,7 @@ class ODEProblem:
         return out
 
     def param_jvp(self, t, y, u, p=None):
-        """Return (df/dp) u at (t, y), shape (n,): one dual sweep with K = 1."""
+        """Return (df/dp) u at (t, y), shape (n,): one dual sweep."""
         t, y, p = self._args(t, y, p)
         u = np.ascontiguousarray(u, dtype=np.float64)
         if u.shape != (self.m,):
