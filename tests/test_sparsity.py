@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sensitivity.ad.sparsity import as_pattern, color_columns, colouring_is_valid
+from sensitivity.ad.sparsity import as_pattern, color_columns, colouring_is_valid, compression
 from sensitivity.ode.problem import ODEProblem
 
 
@@ -136,3 +136,31 @@ def test_too_small_pattern_gives_wrong_jacobian():
     prob = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n), jac_sparsity=sp.eye(n))
     dense = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n), jac_sparsity=False)
     assert not np.allclose(prob.jacobian(0.0, y0).toarray(), dense.jacobian(0.0, y0))
+
+
+def test_sparse_with_several_sweeps():
+    # 20 colours > 8 partials per sweep: three sweeps, stacked and gathered.
+    n = 20
+    rng = np.random.default_rng(9)
+    y0, p = rng.uniform(0, 1, n), rng.uniform(0.5, 1.5, n)
+    prob = ODEProblem(
+        heat, y0, (0.0, 1.0), p, jac_sparsity=np.ones((n, n)), param_sparsity=np.ones((n, n))
+    )
+    dense = ODEProblem(heat, y0, (0.0, 1.0), p, jac_sparsity=False, param_sparsity=False)
+    assert prob.jac_colors[1] == n
+    np.testing.assert_allclose(
+        prob.jacobian(0.1, y0).toarray(), dense.jacobian(0.1, y0), rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        prob.param_jacobian(0.1, y0).toarray(), dense.param_jacobian(0.1, y0), rtol=1e-14
+    )
+
+
+def test_compression_layout():
+    S = as_pattern(tridiagonal(5), (5, 5))
+    colors, nc = color_columns(S)
+    seeds, pos = compression(S, colors, nc, 2)
+    assert seeds.shape == (2, 5, 2) and seeds.sum() == 5
+    rows = np.repeat(np.arange(5), np.diff(S.indptr))
+    c = colors[S.indices]
+    np.testing.assert_array_equal(pos, ((c // 2) * 5 + rows) * 2 + c % 2)

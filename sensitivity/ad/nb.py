@@ -15,9 +15,9 @@ This module builds, for one right-hand side, the compiled kernels
 - ``jvp(t, y, p, v, out)``                   (df/dy) v, one sweep (v in partial 0)
 - ``param_jvp(t, y, p, u, out)``             (df/dp) u, one sweep
 - ``jac_cols(t, y, p, c0, E)``               columns c0 ... c0+K-1 of df/dy
-- ``sparse_jac(t, y, p, colors, ncol, indptr, slot, data)``  CSR values of
-  df/dy from a column colouring (``slot = colors[indices]``), ceil(ncol/K)
-  sweeps (:mod:`.sparsity`); ``sparse_param_jac`` likewise for df/dp.
+- ``sparse_jac(t, y, p, seeds, pos, data)``  CSR values of df/dy from a column
+  colouring, ceil(ncolors/K) sweeps; ``seeds`` and ``pos`` from
+  :func:`sensitivity.ad.sparsity.compression`; ``sparse_param_jac`` likewise.
 
 Each kernel is the code of a template below with its own globals (the user's
 compiled ``f``, the chunk size ``K``) and a name that carries a fingerprint of
@@ -68,13 +68,11 @@ class RHSCompileError(TypeError):
 
 # ---- kernel templates: plain functions whose globals are set per problem --------------
 # make_kernel runs each template's code with its own globals: rhs (the compiled f),
-# K (partials per sweep), seed/gather (helpers compiled for that K), np, dual_array_k,
-# empty_dual. Outputs share the input dual's tag (it matters to the numpy-level duals).
-# The module-level names below only declare them; templates never run with these.
+# K (partials per sweep), np, dual_array_k, empty_dual. Outputs share the input
+# dual's tag (it matters to the numpy-level duals). The module-level names below
+# only declare them; templates never run with these.
 rhs = None
 K = 0
-seed = None
-gather = None
 
 
 def _jac_t(t, y, p, J):
@@ -172,50 +170,54 @@ def _param_jac_cols_t(t, y, p, c0, E):
             E[i, j] = oe[i, j] if j < w else 0.0
 
 
-def _gather(oe, c0, ncolors, indptr, slot, data):
-    # CSR values of the compressed Jacobian: entry k = (i, j) sits in colour column
-    # slot[k] = colors[j] of row i (slot precomputed once per pattern).
-    if c0 == 0 and ncolors <= K:  # one sweep held every colour: no range test
-        for i in range(indptr.shape[0] - 1):
-            for k in range(indptr[i], indptr[i + 1]):
-                data[k] = oe[i, slot[k]]
-        return
-    for i in range(indptr.shape[0] - 1):
-        for k in range(indptr[i], indptr[i + 1]):
-            c = slot[k] - c0
-            if 0 <= c < K:
-                data[k] = oe[i, c]
-
-
-def _seed(e, colors, c0):
-    e.fill(0.0)
-    for j in range(e.shape[0]):
-        c = colors[j] - c0
-        if 0 <= c < K:
-            e[j, c] = 1.0
-
-
-def _sparse_jac_t(t, y, p, colors, ncolors, indptr, slot, data):
+def _sparse_jac_t(t, y, p, seeds, pos, data):
+    # seeds (nchunk, n, K): the colour groups of columns as seed directions, K per
+    # sweep; pos (nnz,): where each stored entry sits in the compressed J E.
     n = y.shape[0]
-    ey = np.zeros((n, K))
-    yd = dual_array_k(y, ey, 0, K)
-    out = empty_dual(yd, n)
-    for c0 in range(0, ncolors, K):
-        seed(ey, colors, c0)
+    nchunk = seeds.shape[0]
+    if nchunk == 1:  # every colour in one sweep: gather straight from its partials
+        yd = dual_array_k(y, seeds[0], 0, K)
+        out = empty_dual(yd, n)
         rhs(t, yd, p, out)
-        gather(out.eps, c0, ncolors, indptr, slot, data)
+        flat = out.eps.reshape(n * K)
+        for k in range(pos.shape[0]):
+            data[k] = flat[pos[k]]
+        return
+    buf = np.empty(nchunk * n * K)
+    for c in range(nchunk):
+        yd = dual_array_k(y, seeds[c], 0, K)
+        out = empty_dual(yd, n)
+        rhs(t, yd, p, out)
+        oe = out.eps
+        for i in range(n):
+            for j in range(K):
+                buf[(c * n + i) * K + j] = oe[i, j]
+    for k in range(pos.shape[0]):
+        data[k] = buf[pos[k]]
 
 
-def _sparse_param_jac_t(t, y, p, colors, ncolors, indptr, slot, data):
+def _sparse_param_jac_t(t, y, p, seeds, pos, data):
     n = y.shape[0]
-    m = p.shape[0]
-    ep = np.zeros((m, K))
-    pd = dual_array_k(p, ep, 0, K)
-    out = empty_dual(pd, n)
-    for c0 in range(0, ncolors, K):
-        seed(ep, colors, c0)
+    nchunk = seeds.shape[0]
+    if nchunk == 1:
+        pd = dual_array_k(p, seeds[0], 0, K)
+        out = empty_dual(pd, n)
         rhs(t, y, pd, out)
-        gather(out.eps, c0, ncolors, indptr, slot, data)
+        flat = out.eps.reshape(n * K)
+        for k in range(pos.shape[0]):
+            data[k] = flat[pos[k]]
+        return
+    buf = np.empty(nchunk * n * K)
+    for c in range(nchunk):
+        pd = dual_array_k(p, seeds[c], 0, K)
+        out = empty_dual(pd, n)
+        rhs(t, y, pd, out)
+        oe = out.eps
+        for i in range(n):
+            for j in range(K):
+                buf[(c * n + i) * K + j] = oe[i, j]
+    for k in range(pos.shape[0]):
+        data[k] = buf[pos[k]]
 
 
 TEMPLATES = {
@@ -228,7 +230,6 @@ TEMPLATES = {
     "sparse_jac": _sparse_jac_t,
     "sparse_param_jac": _sparse_param_jac_t,
 }
-_HELPERS = {"seed": _seed, "gather": _gather}
 
 # ---- building kernels --------------------------------------------------------------------
 
@@ -318,10 +319,6 @@ def make_kernel(kind, rhs, K, compile=True, cache=True):
         raise ValueError(f"K must lie in [1, {KMAX}], got {K}")
     tmpl = TEMPLATES[kind]
     g = {"np": np, "rhs": rhs, "K": K, "dual_array_k": dual_array_k, "empty_dual": empty_dual}
-    for name, helper in _HELPERS.items():
-        hg = {"np": np, "K": K}
-        fn = pytypes.FunctionType(helper.__code__, hg, helper.__name__)
-        g[name] = numba.njit(fn) if compile else fn
     name = f"{_py_func(rhs).__name__}_{kind}_K{K}_{fingerprint(rhs)}"
     fn = pytypes.FunctionType(tmpl.__code__, g, name)
     fn.__qualname__ = name

@@ -38,7 +38,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["as_pattern", "color_columns", "colouring_is_valid", "detect_sparsity"]
+__all__ = ["as_pattern", "color_columns", "colouring_is_valid", "compression", "detect_sparsity"]
 
 ITERATED_GREEDY_ROUNDS = 8  # recolouring passes after the first greedy colouring
 DSATUR_MAX_COLUMNS = 50_000  # DSATUR's selection scan is O(m^2): only up to this size
@@ -165,6 +165,36 @@ def color_columns(S):
         if 0 < ds[1] < best[1]:
             best = ds
     return best[0], int(best[1])
+
+
+def compression(S, colors, ncolors, K):
+    """Seed directions and gather positions of a Curtis-Powell-Reid compression.
+
+    Parameters
+    ----------
+    S : scipy.sparse.csr_matrix, shape (n, m)
+        The pattern (sorted, as from :func:`as_pattern`).
+    colors : ndarray of int, shape (m,)
+    ncolors : int
+    K : int
+        Colours per dual sweep.
+
+    Returns
+    -------
+    seeds : ndarray, shape (ceil(ncolors / K), m, K)
+        ``seeds[c, j, colors[j] - c K] = 1`` for the columns of sweep ``c``.
+    pos : ndarray of int64, shape (nnz,)
+        Flat index of stored entry ``k = (i, j)`` in the stacked sweep results
+        (shape (nchunk, n, K)): ``(colors[j] // K * n + i) * K + colors[j] % K``.
+    """
+    n, m = S.shape
+    nchunk = max(1, -(-ncolors // K))
+    seeds = np.zeros((nchunk, m, K))
+    seeds[colors // K, np.arange(m), colors % K] = 1.0
+    rows = np.repeat(np.arange(n), np.diff(S.indptr))
+    c = colors[S.indices]
+    pos = ((c // K) * n + rows) * K + c % K
+    return seeds, pos.astype(np.int64)
 
 
 def colouring_is_valid(S, colors):

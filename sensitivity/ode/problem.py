@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from numba.core import errors as nb_errors
 
 from sensitivity.ad import nb
-from sensitivity.ad.sparsity import as_pattern, color_columns, detect_sparsity
+from sensitivity.ad.sparsity import as_pattern, color_columns, compression, detect_sparsity
 
 __all__ = ["AUTO_SPARSE_MIN", "ODEProblem"]
 
@@ -128,7 +128,7 @@ class ODEProblem:
         # One K (a power of two) for the dense and jvp kernels: each distinct K is
         # another compilation of f on duals (first-call latency).
         self.K = min(nb.CHUNK, 1 << (max(self.n, self.m, 1) - 1).bit_length())
-        self._slots = {}
+        self._compressions = {}
         self._check_rhs()
         self.jac_sparsity = self._pattern(jac_sparsity, "jac_sparsity", "jac_cols", self.n)
         self.param_sparsity = self._pattern(
@@ -255,11 +255,11 @@ class ODEProblem:
         colors, ncolors = colouring
         data = np.zeros(S.nnz)
         if ncolors:
-            kern = self.kernel(kind, max(1, min(nb.CHUNK, ncolors)))
-            key = id(S)
-            if key not in self._slots:  # colour column of every stored entry, once
-                self._slots[key] = colors[S.indices].astype(np.int64)
-            self._call(kern, t, y, p, colors, ncolors, S.indptr, self._slots[key], data)
+            K = max(1, min(nb.CHUNK, ncolors))
+            if kind not in self._compressions:  # seeds and gather positions, once
+                self._compressions[kind] = compression(S, colors, ncolors, K)
+            seeds, pos = self._compressions[kind]
+            self._call(self.kernel(kind, K), t, y, p, seeds, pos, data)
         return sp.csr_matrix((data, S.indices.copy(), S.indptr.copy()), shape=S.shape)
 
     def jvp(self, t, y, v, p=None):
