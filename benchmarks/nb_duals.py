@@ -113,8 +113,9 @@ def sparse_jacobian(repeats):
     prob.jacobian(0.0, y0)  # warm-up
     S = prob.jac_sparsity
     colors, nc = prob.jac_colors
-    seeds, pos = compression(S, colors, nc, nc)
-    kern = prob.kernel("sparse_jac", nc)
+    K = min(8, 1 << (nc - 1).bit_length())  # as ODEProblem chooses
+    seeds, pos = compression(S, colors, nc, K)
+    kern = prob.kernel("sparse_jac", K)
     data = np.zeros(S.nnz)
     tf = _median_time(prob.rhs_kernel, (0.0, y0, prob.p, out), repeats * 20)
     tk = _median_time(kern, (0.0, y0, prob.p, seeds, pos, data), repeats * 20)

@@ -73,7 +73,12 @@ def _getitem(a, i):
     if not isinstance(a, DualArrayType):
         return None
     if isinstance(i, types.Integer):
-        return lambda a, i: make_dual(a.val[i], load_row(a, i))
+
+        def impl(a, i):
+            j = np.uintp(i + len(a) if i < 0 else i)  # wrap once, for val and eps
+            return make_dual(a.val[j], load_row(a, j))
+
+        return impl
     if isinstance(i, types.SliceType):
         pack = _like(a)
         return lambda a, i: pack(a.val[i], a.eps[i], a.tag)
@@ -86,15 +91,17 @@ def _setitem_int(a, v):
             return None
 
         def impl(a, i, v):
-            a.val[i] = v.val
-            store_row(a, i, v.eps)
+            j = np.uintp(i + len(a) if i < 0 else i)
+            a.val[j] = v.val
+            store_row(a, j, v.eps)
 
         return impl
     if isinstance(v, _REAL):
 
         def impl(a, i, v):
-            a.val[i] = v
-            store_row(a, i, zero_vec(a))
+            j = np.uintp(i + len(a) if i < 0 else i)
+            a.val[j] = v
+            store_row(a, j, zero_vec(a))
 
         return impl
     return None

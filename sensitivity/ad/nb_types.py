@@ -349,8 +349,9 @@ def _row_ptr(context, builder, aty, arr, i, ity):
     eps = context.make_array(aty.eps_type)(context, builder, value=da.eps)
     idx = context.cast(builder, i, ity, types.intp)
     zero = ir.Constant(ir.IntType(64), 0)
+    # Unsigned indices come already wrapped (see nb_array): no second wraparound.
     ptr = cgutils.get_item_pointer(
-        context, builder, aty.eps_type, eps, [idx, zero], wraparound=True
+        context, builder, aty.eps_type, eps, [idx, zero], wraparound=ity.signed
     )
     return builder.bitcast(ptr, _vty(aty.K).as_pointer())
 
