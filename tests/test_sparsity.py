@@ -164,3 +164,18 @@ def test_compression_layout():
     rows = np.repeat(np.arange(5), np.diff(S.indptr))
     c = colors[S.indices]
     np.testing.assert_array_equal(pos, ((c // 2) * 5 + rows) * 2 + c % 2)
+
+
+def test_jacobian_values_match_matrix():
+    n = 100
+    y0 = np.linspace(0.1, 1.0, n)
+    prob = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n))
+    out = np.full(prob.jac_sparsity.nnz, np.nan)
+    vals = prob.jacobian_values(0.0, y0, out=out)
+    assert vals is out
+    np.testing.assert_array_equal(vals, prob.jacobian(0.0, y0).data)
+    with pytest.raises(ValueError, match="out must be"):
+        prob.jacobian_values(0.0, y0, out=np.zeros(3))
+    dense = ODEProblem(heat, y0[:10], (0.0, 1.0), np.ones(10))
+    with pytest.raises(ValueError, match="jac_sparsity"):
+        dense.jacobian_values(0.0, y0[:10])
