@@ -271,7 +271,13 @@ def dual_array(val, eps, tag=0):
 
 
 def dual_array_k(val, eps, tag, K):
-    """:func:`dual_array` with the number of partials ``K`` given (compile-time)."""
+    """:func:`dual_array` with the number of partials ``K`` given (compile-time).
+
+    ``K`` should be a constant of the compiled function (a literal, a global or
+    a closure variable). A run-time ``K`` argument works through
+    ``numba.literally``, but every call from Python then re-dispatches on its
+    value (about 30 ms per call measured).
+    """
     return dual_array(val, eps, tag)
 
 

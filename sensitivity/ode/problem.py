@@ -102,6 +102,9 @@ class ODEProblem:
     jac_sparsity, param_sparsity : scipy.sparse.csr_matrix or None
     jac_colors, param_colors : (ndarray, int) or None
         Column colouring of the patterns.
+    K : int
+        Partials per dual sweep of the dense and jvp kernels: the smallest power
+        of two >= max(n, m), at most 8 (one compilation of ``f`` per dual argument).
 
     Raises
     ------
