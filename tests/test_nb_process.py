@@ -35,6 +35,11 @@ SCRIPT = textwrap.dedent(
     from sensitivity.ad import rules
     if len(sys.argv) > 1 and sys.argv[1] != "--sparse":
         rules.RULES_VERSION = sys.argv[1]   # what a changed rule table bumps
+        if "--mutate" in sys.argv:  # a changed rule: d tanh/dx doubled
+            old = rules.RULES["tanh"]
+            def d_tanh2(y, x):
+                return 2.0 - 2.0 * y * y
+            rules.RULES["tanh"] = rules.Rule("tanh", old.f, (d_tanh2,), old.domain)
     from sensitivity.ode.problem import ODEProblem
     from rhs_mod import heat, lv
     prob = ODEProblem(lv, [1.0, 2.0], (0.0, 1.0), [1.0, 2.0, 3.0, 0.5])
@@ -85,6 +90,12 @@ def test_second_process_reuses_cache_and_stamp_invalidates(tmp_path):
     bumped = _run(tmp_path, "999-test")  # a new rule-table version: nothing stale is reused
     assert all(h == 0 and m >= 1 for h, m in bumped["stats"].values()), bumped["stats"]
     assert bumped["J"] == first["J"]
+    # A changed rule with a new version must change the derivatives (no stale
+    # compiled code anywhere, including f's own dual specialisations).
+    changed = _run(tmp_path, "1000-test", "--mutate")
+    J0, J1 = np.array(first["J"]), np.array(changed["J"])
+    assert J1[0, 0] == J0[0, 0] and J1[0, 1] == J0[0, 1]  # row 0 has no tanh
+    assert not np.allclose(J1[1], J0[1])  # row 1 differentiates tanh(p3 * y0) * y1
 
 
 @pytest.mark.slow

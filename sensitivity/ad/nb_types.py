@@ -79,7 +79,7 @@ class DualType(types.Type):
         _check_k(K)
         self.K = K
         self.vec = VecType(K)
-        super().__init__(name=f"Dual{K}[rules={STAMP}]")
+        super().__init__(name=f"Dual{K}[rules={STAMP}]")  # the key is the name
 
     def unify(self, typingctx, other):
         # `s = 0.0; s += y[i]` and `z = y[i] if c else 0.0` unify to a dual.
@@ -105,12 +105,15 @@ class DualArrayType(types.Type):
         self.eps_type = eps_type if eps_type is not None else types.float64[:, ::1]
         self.dual = DualType(K)
         self.vec = VecType(K)
+        # Stored on the instance: a type unpickled from numba's cache keeps the
+        # stamp it was compiled with, so it never equals a type of a newer stamp.
+        self.stamp = STAMP
         lay = self.val_type.layout + self.eps_type.layout
         super().__init__(name=f"DualArray{K}[{lay},rules={STAMP}]")
 
     @property
     def key(self):
-        return (self.K, self.val_type, self.eps_type, STAMP)
+        return (self.K, self.val_type, self.eps_type, self.stamp)
 
     @property
     def mutable(self):
