@@ -136,16 +136,15 @@ def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, y, d, f, dy):
 
 
 @jit()
-def choose_order(D, order, err_norm, scale, safety):
-    """Return (new order, step factor) from the error estimates of orders k-1, k, k+1."""
+def choose_order(D, order, max_order, err_norm, scale, safety):
+    """Return (new order, step factor) from the error estimates of orders k-1, k, k+1.
+
+    The estimate for order k is ``ERROR_CONST[k] * D[k + 1]`` (after the update of D, the
+    order k+1 difference is ``D[order + 2]``), as in [1].
+    """
     best, new_order = -1.0, order
-    for k in range(max(order - 1, 1), min(order + 1, MAX_ORDER) + 1):
-        if k == order:
-            e = err_norm
-        elif k < order:
-            e = wrms(ERROR_CONST[k] * D[k + 1], scale)
-        else:
-            e = wrms(ERROR_CONST[k] * D[k + 1], scale)
+    for k in range(max(order - 1, 1), min(order + 1, max_order) + 1):
+        e = err_norm if k == order else wrms(ERROR_CONST[k] * D[k + 1], scale)
         fac = np.inf if e == 0.0 else e ** (-1.0 / (k + 1))
         if fac > best:
             best, new_order = fac, k
@@ -166,14 +165,15 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
     Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps]``. Returns the trace
-    tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, max_order]``.
+    Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
     """
     n = y0.shape[0]
     rtol, atol = tol[0], tol[1:]
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
+    max_order = int(opts[4])
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
@@ -206,6 +206,9 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             )
             info[0] = t if status != NONFINITE else info[0]
             break
+        if h_abs > max_step:
+            change_D(D, order, max_step / h_abs)
+            h_abs, n_equal, lu_valid = max_step, 0, False
         t_new = t + direction * h_abs
         if direction * (t_new - t_end) > 0.0:
             change_D(D, order, abs(t_end - t) / h_abs)
@@ -288,7 +291,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
         n_equal += 1
         if n_equal < order + 1:
             continue
-        order, fac = choose_order(D, order, err_norm, scale, safety)
+        order, fac = choose_order(D, order, max_order, err_norm, scale, safety)
         h_abs *= fac
         change_D(D, order, fac)
         n_equal, lu_valid = 0, False
@@ -312,8 +315,11 @@ class BDF:
     anchor_at_end: bool = True
     needs_jac: bool = True
 
+    max_order: int = MAX_ORDER
+
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
+        opts = np.concatenate([opts, [float(self.max_order)]])
         if sparse_jac is not None:
             kernel = python_twin(bdf_solve, linsolve.SPARSE)
             return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)

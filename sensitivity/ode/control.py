@@ -24,11 +24,13 @@ All functions here are plain Python on arrays; :func:`jit` compiles them with nu
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import types
 
 import numba
+import numba.core.caching
 import numpy as np
 from numba.core import cgutils
 from numba.core.dispatcher import Dispatcher
@@ -44,6 +46,49 @@ BETA2 = 0.4
 SUCCESS, TERMINATED, STEP_TOO_SMALL, MAX_STEPS, NONFINITE, NEWTON_FAILED = 0, 1, -1, -2, -3, -4
 
 NO_NUMBA = os.environ.get("SENSITIVITY_NO_NUMBA", "0") == "1"
+
+
+def _package_stamp():
+    """Hash of every source file of this package directory (the kernels call across files)."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(_HERE)):
+        if name.endswith(".py"):
+            with open(os.path.join(_HERE, name), "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_STAMP = _package_stamp()
+
+
+def _stamped(base):
+    """A numba cache locator for this package whose freshness stamp covers all its files.
+
+    numba checks only the defining file's timestamp, so a kernel in explicit.py that inlines
+    a helper from events.py would otherwise load stale machine code after events.py changes
+    (an upgrade, or development).
+    """
+
+    class Stamped(base):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self):
+            return (super().get_source_stamp(), PACKAGE_STAMP)
+
+    return Stamped
+
+
+_LOCATORS = numba.core.caching.CacheImpl._locator_classes
+if not any(getattr(c, "__qualname__", "").startswith("_stamped") for c in _LOCATORS):
+    _LOCATORS[1:1] = [
+        _stamped(numba.core.caching.InTreeCacheLocator),
+        _stamped(numba.core.caching.UserWideCacheLocator),
+    ]
 
 # Kernel signatures. The user's functions enter compiled kernels as first-class functions
 # (not as dispatcher types), so that one cached machine-code kernel serves every problem

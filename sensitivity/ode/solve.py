@@ -259,6 +259,8 @@ def _functions(prob, method, events, compiled):
     rhs = prob.rhs_kernel
     g = events.g if events is not None else no_events
     jac = getattr(prob, "jac_kernel", None) if getattr(method, "needs_jac", False) else None
+    if getattr(method, "needs_jac", False) and jac is None:
+        raise ValueError("prob.jac_kernel is required by the stiff methods but is None")
     if not compiled:
         return (rhs, g, jac)
     sigs = [(rhs, RHS_SIG), (g, RHS_SIG)] + ([(jac, JAC_SIG)] if jac is not None else [])
