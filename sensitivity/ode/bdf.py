@@ -165,7 +165,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
     Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, max_order]``.
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, max_order,
+    min_order]``.
     Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
     """
     n = y0.shape[0]
@@ -173,7 +174,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
-    max_order = int(opts[4])
+    max_order, min_order = int(opts[4]), int(opts[5])
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
@@ -292,6 +293,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
         if n_equal < order + 1:
             continue
         order, fac = choose_order(D, order, max_order, err_norm, scale, safety)
+        if order < min_order:  # only to test a fixed order (see BDF.min_order)
+            order += 1
         h_abs *= fac
         change_D(D, order, fac)
         n_equal, lu_valid = 0, False
@@ -316,10 +319,11 @@ class BDF:
     needs_jac: bool = True
 
     max_order: int = MAX_ORDER
+    min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
 
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
-        opts = np.concatenate([opts, [float(self.max_order)]])
+        opts = np.concatenate([opts, [float(self.max_order), float(self.min_order)]])
         if sparse_jac is not None:
             kernel = python_twin(bdf_solve, linsolve.SPARSE)
             return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)

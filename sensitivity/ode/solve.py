@@ -181,6 +181,15 @@ def choose_method(prob):
     return "Tsit5"
 
 
+def _method(prob, method):
+    if hasattr(method, "run"):  # a configured method object, e.g. bdf.BDF(max_order=2)
+        return method
+    name = choose_method(prob) if method == "auto" else method
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
+    return METHODS[name]
+
+
 def _check_prob(prob):
     for name in ("f", "y0", "p", "t_span", "rhs_kernel"):
         if not hasattr(prob, name):
@@ -298,9 +307,10 @@ def solve(
     ----------
     prob : ODEProblem
         Right-hand side, y0 (n,), t_span (may run backwards) and parameters p (m,).
-    method : str
-        A key of :data:`METHODS` (``"Tsit5"``, ``"DP5"``, ``"BDF"``) or ``"auto"``
-        (:func:`choose_method` documents the rule).
+    method : str or method object
+        A key of :data:`METHODS` (``"Tsit5"``, ``"DP5"``, ``"BDF"``), ``"auto"``
+        (:func:`choose_method` documents the rule), or a configured entry such as
+        ``BDF(max_order=2)``.
     t_eval : array_like, shape (nt,), optional
         Output times within ``t_span``, sorted in the direction of integration; filled from
         the dense output, never by stepping onto them. Default: every step.
@@ -332,10 +342,7 @@ def solve(
     y0, p, t_span = _check_prob(prob)
     if events is not None and not isinstance(events, Events):
         raise TypeError(f"events must be an Events instance, got {type(events).__name__}")
-    name = choose_method(prob) if method == "auto" else method
-    if name not in METHODS:
-        raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
-    meth = METHODS[name]
+    meth = _method(prob, method)
     tol = _check_tolerances(rtol, atol, y0.size)
     te, save_steps = _check_t_eval(t_eval, t_span)
     opts = _check_steps(first_step, max_step, max_steps)
