@@ -111,15 +111,18 @@ TRACE_T = numba.types.Tuple(
 )
 
 
-def jit(sig=None):
-    """Compile with numba (``cache=True``), or leave plain Python under SENSITIVITY_NO_NUMBA=1."""
+def jit(inline=False):
+    """Compile with numba (``cache=True``), or leave plain Python under SENSITIVITY_NO_NUMBA=1.
+
+    ``inline=True`` inlines the function into its callers at numba-IR level: calls between
+    separately compiled functions are not inlined by LLVM and cost ~20 ns each (argument
+    structs, reference counts), which matters for the per-step helpers.
+    """
 
     def wrap(func):
         if NO_NUMBA:
             return func
-        if sig is None:
-            return numba.njit(cache=True)(func)
-        return numba.njit(sig, cache=True)(func)
+        return numba.njit(cache=True, inline="always" if inline else "never")(func)
 
     return wrap
 
@@ -132,13 +135,19 @@ def addresses(func, sig):
     conversion per call and per function, and its type would tie the on-disk cache to one
     process.
     """
-    func.compile(sig)
-    cres = func.get_compile_result(sig)
-    lib = cres.library
-    return (
-        lib.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name),
-        lib.get_pointer_to_function(cres.fndesc.llvm_func_name),
-    )
+    key = (func, id(sig))
+    if key not in _ADDRESSES:
+        func.compile(sig)
+        cres = func.get_compile_result(sig)
+        lib = cres.library
+        _ADDRESSES[key] = (
+            lib.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name),
+            lib.get_pointer_to_function(cres.fndesc.llvm_func_name),
+        )
+    return _ADDRESSES[key]
+
+
+_ADDRESSES = {}  # (dispatcher, signature) -> addresses; the dispatcher keeps the code alive
 
 
 def _function_from_addresses(fn_type):
@@ -188,7 +197,7 @@ def python_twin(func, overrides=None):
     return twin
 
 
-@jit()
+@jit(inline=True)
 def error_norm(err, y, y_new, rtol, atol):
     """Return the weighted RMS norm of ``err`` (HNW I, eq. 4.11)."""
     n = err.shape[0]
@@ -199,7 +208,7 @@ def error_norm(err, y, y_new, rtol, atol):
     return math.sqrt(acc / n)
 
 
-@jit()
+@jit(inline=True)
 def pi_factor(err, err_prev, k, rejected):
     """Return the step-size factor of the PI controller for error order ``k - 1``."""
     if err == 0.0:
@@ -244,7 +253,7 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, rtol, atol, max_step, wor
     return min(100.0 * h0, h1, max_step)
 
 
-@jit()
+@jit(inline=True)
 def poly_eval(ya, Q, s, out):
     """Evaluate ``out = ya + sum_j Q[:, j] s**(j+1)`` (Horner)."""
     n, q = Q.shape
@@ -259,7 +268,7 @@ def poly_eval(ya, Q, s, out):
 # fraction of the time of slice assignment, which matters for the first call.
 
 
-@jit()
+@jit(inline=True)
 def copy1(dst, src):
     """Copy the 1-D ``src`` into the first entries of ``dst``."""
     for i in range(src.shape[0]):

@@ -43,7 +43,7 @@ from sensitivity.ode.events import accept_step, finish_trace, new_trace
 EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 
 
-@jit()
+@jit(inline=True)
 def rk_stages(rhs, t, y, p, h, A, c, K, ytmp):
     """Fill stages ``K[1:]`` of one step, given ``K[0] = f(t, y)``."""
     s, n = K.shape
@@ -56,7 +56,7 @@ def rk_stages(rhs, t, y, p, h, A, c, K, ytmp):
         rhs(t + c[i] * h, ytmp, p, K[i])
 
 
-@jit()
+@jit(inline=True)
 def rk_combine(y, h, w, K, out):
     """Set ``out = y + h sum_i w_i K_i`` (pass ``y`` of zeros for the error)."""
     s, n = K.shape
@@ -67,7 +67,7 @@ def rk_combine(y, h, w, K, out):
         out[m] = y[m] + h * acc
 
 
-@jit()
+@jit(inline=True)
 def rk_dense(h, P, K, Q):
     """Set the dense-output coefficients ``Q[:, j] = h sum_i K_i P_ij``."""
     s, n = K.shape

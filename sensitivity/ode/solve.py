@@ -122,6 +122,9 @@ class Solution:
 # --- the methods -------------------------------------------------------------------
 
 
+_ARRAYS = {}
+
+
 @dataclass(frozen=True)
 class ExplicitRK:
     """An explicit Runge-Kutta method: its tableau and the kernel arrays."""
@@ -130,10 +133,18 @@ class ExplicitRK:
     stiff: bool = False
     anchor_at_end: bool = False
 
+    @property
+    def arrays(self):
+        """Writable copies of (a, b, c, e, P) for the kernel (made once)."""
+        if self.tableau.name not in _ARRAYS:
+            t = self.tableau
+            _ARRAYS[t.name] = tuple(np.array(x) for x in (t.a, t.b, t.c, t.e, t.P))
+        return _ARRAYS[self.tableau.name]
+
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev):
         tab = self.tableau
         opts = np.concatenate([opts, [tab.err_order, float(tab.fsal)]])
-        arrs = (np.array(tab.a), np.array(tab.b), np.array(tab.c), np.array(tab.e), np.array(tab.P))
+        arrs = self.arrays
         if compiled:
             return explicit.rk_solve_native(fns, t_span, y0, p, *arrs, tol, opts, t_eval, *ev)
         rhs, g = fns[0], fns[1]
