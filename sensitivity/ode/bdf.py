@@ -77,10 +77,62 @@ def _dense_coefficients():
 DENSE_COEF = _dense_coefficients()
 
 
-@jit()
-def wrms(x, scale):
-    """Return sqrt(mean((x / scale)**2))."""
-    return np.sqrt(np.mean((x / scale) ** 2))
+@jit(inline=True)
+def wrms(w, x, scale):
+    """Return sqrt(mean((w * x / scale)**2))."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += (w * x[i] / scale[i]) ** 2
+    return np.sqrt(acc / x.shape[0])
+
+
+@jit(inline=True)
+def set_scale(atol, rtol, y, scale):
+    """Set ``scale = atol + rtol * |y|``."""
+    for i in range(y.shape[0]):
+        scale[i] = atol[i] + rtol * abs(y[i])
+
+
+@jit(inline=True)
+def predict(D, order, y_pred, psi):
+    """Set the predictor ``sum_{j<=k} D[j]`` and ``psi = sum_j gamma_j D[j] / alpha_k``."""
+    for i in range(D.shape[1]):
+        yp = D[0, i]
+        ps = 0.0
+        for j in range(1, order + 1):
+            yp += D[j, i]
+            ps += GAMMA[j] * D[j, i]
+        y_pred[i] = yp
+        psi[i] = ps / ALPHA[order]
+
+
+@jit(inline=True)
+def update_D(D, d, order):
+    """Differences after an accepted step with correction ``d`` ([1], section 2)."""
+    for i in range(D.shape[1]):
+        D[order + 2, i] = d[i] - D[order + 1, i]
+        D[order + 1, i] = d[i]
+        for j in range(order, -1, -1):
+            D[j, i] += D[j + 1, i]
+
+
+@jit(inline=True)
+def newton_residual(c, f, psi, d, out):
+    """Set ``out = c f - psi - d`` and return the index of a non-finite f (-1 if none)."""
+    bad = -1
+    for i in range(f.shape[0]):
+        if bad < 0 and not np.isfinite(f[i]):
+            bad = i
+        out[i] = c * f[i] - psi[i] - d[i]
+    return bad
+
+
+@jit(inline=True)
+def newton_update(y, d, dy):
+    """Set ``y += dy`` and ``d += dy``."""
+    for i in range(y.shape[0]):
+        y[i] += dy[i]
+        d[i] += dy[i]
 
 
 @jit()
@@ -101,34 +153,39 @@ def compute_R(order, factor):
 def change_D(D, order, factor):
     """Rescale the differences ``D[:order+1]`` to a step size multiplied by ``factor``."""
     RU = compute_R(order, factor) @ compute_R(order, 1.0)
-    old = D[: order + 1].copy()
-    for i in range(order + 1):
-        acc = np.zeros(D.shape[1])
-        for k in range(order + 1):
-            acc += RU[k, i] * old[k]
-        D[i] = acc
+    col = np.empty(order + 1)
+    for i in range(D.shape[1]):
+        for j in range(order + 1):
+            acc = 0.0
+            for k in range(order + 1):
+                acc += RU[k, j] * D[k, i]
+            col[j] = acc
+        for j in range(order + 1):
+            D[j, i] = col[j]
 
 
-@jit()
+@jit(twin=True)
 def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, y, d, f, dy):
-    """Simplified Newton iteration for the BDF stage; returns (converged, n_iter, bad)."""
+    """Simplified Newton iteration for the BDF stage; returns (converged, n_iter, bad).
+
+    ``bad`` is the index of a non-finite component of f (-1 if none). ``dy`` is scratch.
+    """
     d[:] = 0.0
     y[:] = y_pred
     dy_norm_old = -1.0
     for k in range(NEWTON_MAXITER):
         rhs(t_new, y, p, f)
-        for i in range(f.shape[0]):
-            if not np.isfinite(f[i]):
-                return False, k + 1, i
-        solve_lu(M, piv, c * f - psi - d, dy)
-        dy_norm = wrms(dy, scale)
+        bad = newton_residual(c, f, psi, d, dy)
+        if bad >= 0:
+            return False, k + 1, bad
+        solve_lu(M, piv, dy, dy)
+        dy_norm = wrms(1.0, dy, scale)
         rate = dy_norm / dy_norm_old if dy_norm_old > 0.0 else -1.0
         if rate >= 0.0 and (
             rate >= 1.0 or rate ** (NEWTON_MAXITER - k) / (1.0 - rate) * dy_norm > tol
         ):
             return False, k + 1, -1
-        y += dy
-        d += dy
+        newton_update(y, d, dy)
         if dy_norm == 0.0 or (rate >= 0.0 and rate / (1.0 - rate) * dy_norm < tol):
             return True, k + 1, -1
         dy_norm_old = dy_norm
@@ -144,28 +201,30 @@ def choose_order(D, order, max_order, err_norm, scale, safety):
     """
     best, new_order = -1.0, order
     for k in range(max(order - 1, 1), min(order + 1, max_order) + 1):
-        e = err_norm if k == order else wrms(ERROR_CONST[k] * D[k + 1], scale)
+        e = err_norm if k == order else wrms(ERROR_CONST[k], D[k + 1], scale)
         fac = np.inf if e == 0.0 else e ** (-1.0 / (k + 1))
         if fac > best:
             best, new_order = fac, k
     return new_order, min(MAX_FACTOR, safety * best)
 
 
-@jit()
+@jit(inline=True)
 def bdf_dense(D, order, Q):
     """Set ``Q`` so that y(t_new + s h) = D[0] + sum_k Q[:, k] s**(k+1)."""
-    Q[:] = 0.0
-    for j in range(1, order + 1):
-        for k in range(j):
-            Q[:, k] += DENSE_COEF[j, k] * D[j]
+    for i in range(D.shape[1]):
+        for k in range(Q.shape[1]):
+            acc = 0.0
+            for j in range(k + 1, order + 1):
+                acc += DENSE_COEF[j, k] * D[j, i]
+            Q[i, k] = acc
 
 
-@jit()
+@jit(twin=True)
 def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
     Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, max_order,
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
     min_order]``.
     Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
     """
@@ -174,12 +233,14 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
-    max_order, min_order = int(opts[4]), int(opts[5])
+    record, max_order, min_order = opts[4] > 0.0, int(opts[5]), int(opts[6])
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
     f, y, d, dy, work = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    g_old, g_work = np.empty(ev_dir.shape[0]), np.empty(ev_dir.shape[0])
+    y_pred, psi, scale = np.empty(n), np.empty(n), np.empty(n)
+    nev = ev_dir.shape[0]
+    g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((n, MAX_ORDER))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], MAX_ORDER)
     rhs(t0, y0, p, f)
@@ -216,14 +277,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             n_equal, lu_valid, t_new = 0, False, t_end
         h = t_new - t
         h_abs = abs(h)
-        y_pred = D[0].copy()
-        for j in range(1, order + 1):
-            y_pred += D[j]
-        scale = atol + rtol * np.abs(y_pred)
-        psi = np.zeros(n)
-        for j in range(1, order + 1):
-            psi += GAMMA[j] * D[j]
-        psi /= ALPHA[order]
+        predict(D, order, y_pred, psi)
+        set_scale(atol, rtol, y_pred, scale)
         c = h / ALPHA[order]
         while True:
             if not lu_valid:
@@ -249,8 +304,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             counts[4] += 1
             continue
         safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
-        scale = atol + rtol * np.abs(y)
-        err_norm = wrms(ERROR_CONST[order] * d, scale)
+        set_scale(atol, rtol, y, scale)
+        err_norm = wrms(ERROR_CONST[order], d, scale)
         if err_norm > 1.0:
             fac = max(MIN_FACTOR, safety * err_norm ** (-1.0 / (order + 1)))
             h_abs *= fac
@@ -259,11 +314,10 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             counts[4] += 1
             continue
         why, current_jac = 0, False
-        D[order + 2] = d - D[order + 1]
-        D[order + 1] = d
-        for i in range(order, -1, -1):
-            D[i] += D[i + 1]
-        bdf_dense(D, order, Q)
+        update_D(D, d, order)
+        k = ks[0]
+        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
+            bdf_dense(D, order, Q)  # only when someone reads the interpolant
         bufs, t_stop, terminal = accept_step(
             g,
             p,
@@ -279,6 +333,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             D[0],
             t_eval,
             save_steps,
+            record,
             bufs,
             ks,
             work,
@@ -321,11 +376,17 @@ class BDF:
     max_order: int = MAX_ORDER
     min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
 
-    def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
+    def run(
+        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+    ):
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+
+        With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
+        banded or sparse LU (:func:`sensitivity.ode.linsolve.choose`).
+        """
         opts = np.concatenate([opts, [float(self.max_order), float(self.min_order)]])
         if sparse_jac is not None:
-            kernel = python_twin(bdf_solve, linsolve.SPARSE)
+            kernel = python_twin(bdf_solve, linsolve.choose(pattern))
             return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
         if compiled:
             return bdf_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)

@@ -111,18 +111,24 @@ TRACE_T = numba.types.Tuple(
 )
 
 
-def jit(inline=False):
+def jit(inline=False, twin=False):
     """Compile with numba (``cache=True``), or leave plain Python under SENSITIVITY_NO_NUMBA=1.
 
     ``inline=True`` inlines the function into its callers at numba-IR level: calls between
     separately compiled functions are not inlined by LLVM and cost ~20 ns each (argument
     structs, reference counts), which matters for the per-step helpers.
+
+    ``twin=True`` marks a function that calls user code or the linear algebra: its
+    :func:`python_twin` is interpreted. Unmarked helpers (array arithmetic) stay compiled
+    inside a Python twin, so the interpreted path stays fast for large n.
     """
 
     def wrap(func):
         if NO_NUMBA:
             return func
-        return numba.njit(cache=True, inline="always" if inline else "never")(func)
+        disp = numba.njit(cache=True, inline="always" if inline else "never")(func)
+        disp.needs_twin = twin
+        return disp
 
     return wrap
 
@@ -192,7 +198,7 @@ def python_twin(func, overrides=None):
     for name in py.__code__.co_names:
         if name in overrides:
             glb[name] = overrides[name]
-        elif isinstance(glb.get(name), Dispatcher):
+        elif isinstance(glb.get(name), Dispatcher) and getattr(glb[name], "needs_twin", True):
             glb[name] = python_twin(glb[name], overrides)
     return twin
 
@@ -222,30 +228,35 @@ def pi_factor(err, err_prev, k, rejected):
 
 
 @jit()
+def _rms_scaled(x, y0, rtol, atol):
+    """Return sqrt(mean((x / (atol + rtol |y0|))**2))."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += (x[i] / (atol[i] + rtol * abs(y0[i]))) ** 2
+    return math.sqrt(acc / x.shape[0])
+
+
+@jit()
+def _axpy(y, a, x, out):
+    """Set ``out = y + a x``."""
+    for i in range(y.shape[0]):
+        out[i] = y[i] + a * x[i]
+
+
+@jit(twin=True)
 def initial_step(rhs, t0, y0, f0, p, direction, order, rtol, atol, max_step, work, f1):
     """Return a starting step |h| (Hairer, Norsett & Wanner I, II.4, p. 169).
 
     Uses one evaluation of ``rhs`` (into ``f1``); ``work`` is scratch of shape (n,).
     """
-    n = y0.shape[0]
-    d0 = 0.0
-    d1 = 0.0
-    for i in range(n):
-        sc = atol[i] + rtol * abs(y0[i])
-        d0 += (y0[i] / sc) ** 2
-        d1 += (f0[i] / sc) ** 2
-    d0 = math.sqrt(d0 / n)
-    d1 = math.sqrt(d1 / n)
+    d0 = _rms_scaled(y0, y0, rtol, atol)
+    d1 = _rms_scaled(f0, y0, rtol, atol)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, max_step)
-    for i in range(n):
-        work[i] = y0[i] + direction * h0 * f0[i]
+    _axpy(y0, direction * h0, f0, work)
     rhs(t0 + direction * h0, work, p, f1)
-    d2 = 0.0
-    for i in range(n):
-        sc = atol[i] + rtol * abs(y0[i])
-        d2 += ((f1[i] - f0[i]) / sc) ** 2
-    d2 = math.sqrt(d2 / n) / h0
+    _axpy(f1, -1.0, f0, work)
+    d2 = _rms_scaled(work, y0, rtol, atol) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:

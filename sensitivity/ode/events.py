@@ -30,7 +30,7 @@ from sensitivity.ode.control import (
 MAX_ITER = 100  # Illinois iterations per root; each halves or better the bracket in practice
 
 
-@jit()
+@jit(twin=True)
 def no_events(t, y, p, out):
     """Event function of a solve without events (``out`` has length 0)."""
     return
@@ -48,7 +48,7 @@ def crossed(ga, gb, direction):
     return up or down
 
 
-@jit()
+@jit(twin=True)
 def locate(g, p, k, sa, sb, ga, gb, t_a, h, ya, Q, y_work, g_work):
     """Return the local coordinate s in [sa, sb] of the root of event ``k``.
 
@@ -80,7 +80,7 @@ def locate(g, p, k, sa, sb, ga, gb, t_a, h, ya, Q, y_work, g_work):
     return sb
 
 
-@jit()
+@jit(twin=True)
 def step_events(g, p, g_old, g_new, ev_dir, s0, s1, t_a, h, ya, Q, y_work, g_work):
     """Return (order, s) of the events firing in [s0, s1]: indices sorted by time, their s.
 
@@ -159,7 +159,7 @@ def finish_trace(status, info, counts, bufs, ks):
     )
 
 
-@jit()
+@jit(twin=True)
 def accept_step(
     g,
     p,
@@ -175,6 +175,7 @@ def accept_step(
     y_new,
     t_eval,
     save_steps,
+    record,
     bufs,
     ks,
     y_work,
@@ -212,16 +213,17 @@ def accept_step(
                 t_end = ev_t[ne]
                 break
         copy1(g_old, g_new)
-    nseg = ks[2]
-    seg_t = grow_f1(seg_t, nseg + 2)
-    seg_h = grow_f1(seg_h, nseg + 1)
-    seg_y = grow_f2(seg_y, nseg + 1)
-    seg_Q = grow_f3(seg_Q, nseg + 1)
-    seg_t[nseg + 1] = t_end
-    seg_h[nseg] = h
-    copy1(seg_y[nseg], ya)
-    copy2(seg_Q[nseg], Q)
-    ks[2] += 1
+    if record:  # the dense output, kept for dense=True and for the sensitivity solvers
+        nseg = ks[2]
+        seg_t = grow_f1(seg_t, nseg + 2)
+        seg_h = grow_f1(seg_h, nseg + 1)
+        seg_y = grow_f2(seg_y, nseg + 1)
+        seg_Q = grow_f3(seg_Q, nseg + 1)
+        seg_t[nseg + 1] = t_end
+        seg_h[nseg] = h
+        copy1(seg_y[nseg], ya)
+        copy2(seg_Q[nseg], Q)
+        ks[2] += 1
     k = ks[0]
     if save_steps:
         t_out = grow_f1(t_out, k + 1)

@@ -43,7 +43,7 @@ from sensitivity.ode.events import accept_step, finish_trace, new_trace
 EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 
 
-@jit(inline=True)
+@jit(inline=True, twin=True)
 def rk_stages(rhs, t, y, p, h, A, c, K, ytmp):
     """Fill stages ``K[1:]`` of one step, given ``K[0] = f(t, y)``."""
     s, n = K.shape
@@ -93,7 +93,7 @@ def first_nonfinite(t, h, c, K, y_new):
     return t, -1
 
 
-@jit()
+@jit(twin=True)
 def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` over ``t_span`` with one explicit RK pair.
 
@@ -103,8 +103,8 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
     t_span : ndarray (2,);  y0 : ndarray (n,);  p : ndarray (m,)
     A, b, c, e, P : the tableau (:class:`~sensitivity.ode.tableaus.ButcherTableau`).
     tol : ndarray (n + 1,)  ``[rtol, atol_0, ..., atol_{n-1}]``.
-    opts : ndarray (6,)  ``[first_step (0 = auto), max_step, max_steps, save_steps, err_order,
-        fsal]``.
+    opts : ndarray (7,)  ``[first_step (0 = auto), max_step, max_steps, save_steps, record,
+        err_order, fsal]``; ``record`` keeps the dense output of every step.
     t_eval : ndarray (nt,)  output times, sorted along the direction of integration.
     ev_dir, ev_term : int64 arrays (n_events,)  direction and terminal flags.
 
@@ -117,7 +117,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
-    k_ctrl, fsal = opts[4] + 1.0, opts[5] > 0.0
+    record, k_ctrl, fsal = opts[4] > 0.0, opts[5] + 1.0, opts[6] > 0.0
     K = np.empty((s, n))
     y = y0.copy()
     y_new, err, ytmp, zero = np.empty(n), np.empty(n), np.empty(n), np.zeros(n)
@@ -133,7 +133,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
     h_abs = opts[0]
     if h_abs <= 0.0:
         h_abs = initial_step(
-            rhs, t0, y, K[0], p, direction, opts[4], rtol, atol, max_step, ytmp, y_new
+            rhs, t0, y, K[0], p, direction, opts[5], rtol, atol, max_step, ytmp, y_new
         )
         counts[0] += 1
     t, err_prev, rejected = t0, 1e-4, False
@@ -177,6 +177,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
             y_new,
             t_eval,
             save_steps,
+            record,
             bufs,
             ks,
             ytmp,

@@ -256,7 +256,7 @@ def _check_steps(first_step, max_step, max_steps):
         raise ValueError(f"max_step must be positive, got {max_step}")
     if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    return np.array([fs, float(max_step), float(max_steps), 0.0])
+    return np.array([fs, float(max_step), float(max_steps), 0.0, 0.0])
 
 
 def _check_rhs_at_start(rhs, t0, y0, p):
@@ -358,6 +358,7 @@ def solve(
     te, save_steps = _check_t_eval(t_eval, t_span)
     opts = _check_steps(first_step, max_step, max_steps)
     opts[3] = float(save_steps)
+    opts[4] = float(dense)
     compiled = _is_compiled(prob, events)
     _check_rhs_at_start(prob.rhs_kernel, t_span[0], y0, p)
     fns = _functions(prob, meth, events, compiled)
@@ -369,6 +370,7 @@ def solve(
     kwargs = {}
     if getattr(meth, "needs_jac", False) and getattr(prob, "jac_sparsity", None) is not None:
         kwargs["sparse_jac"] = prob.jacobian
+        kwargs["pattern"] = prob.jac_sparsity
         if not isinstance(fns, tuple):
             fns = (prob.rhs_kernel, events.g if events is not None else no_events, None)
     trace = meth.run(fns, compiled, t_span, y0, p, tol, opts, te, ev, **kwargs)
