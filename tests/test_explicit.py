@@ -25,17 +25,17 @@ def fixed_step(prob, method, h, **kw):
     return solve(prob, method, rtol=1e10, atol=1e10, first_step=h, max_step=h, **kw)
 
 
-@pytest.mark.parametrize("method, order", [("DP5", 5), ("Tsit5", 5)])
+@pytest.mark.parametrize("method, order", [("DP5", 5), ("Tsit5", 5), ("DP8", 8)])
 def test_convergence_order_against_expm(method, order):
     prob = linear_problem()
     exact = scipy.linalg.expm(2.0 * A) @ Y0
-    hs = np.array([0.1, 0.05, 0.025, 0.0125])
+    hs = np.array([0.1, 0.05, 0.025, 0.0125]) if order == 5 else np.array([0.4, 0.2, 0.1])
     errs = [np.abs(fixed_step(prob, method, h).y[-1] - exact).max() for h in hs]
     slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
     assert abs(slope - order) < 0.3
 
 
-@pytest.mark.parametrize("method, order", [("DP5", 4), ("Tsit5", 4)])
+@pytest.mark.parametrize("method, order", [("DP5", 4), ("Tsit5", 4), ("DP8", 7)])
 def test_dense_output_order(method, order):
     # interpolated values between the steps converge with the interpolant's order (4),
     # plus one for the local nature of the interpolation error: global error is O(h^5) at
@@ -43,23 +43,27 @@ def test_dense_output_order(method, order):
     prob = linear_problem()
     t_eval = np.array([0.37, 1.13, 1.71])
     exact = np.array([scipy.linalg.expm(t * A) @ Y0 for t in t_eval])
-    hs = np.array([0.2, 0.1, 0.05, 0.025])
+    hs = np.array([0.2, 0.1, 0.05, 0.025]) if order == 4 else np.array([0.4, 0.2, 0.1])
     errs = [np.abs(fixed_step(prob, method, h, t_eval=t_eval).y - exact).max() for h in hs]
     slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
-    assert abs(slope - (order + 1)) < 0.3
+    if method == "DP8":  # pre-asymptotic above 8 before rounding sets in
+        assert slope > order + 1 - 0.3
+    else:
+        assert abs(slope - (order + 1)) < 0.3
 
 
-def test_step_by_step_agreement_with_scipy_rk45():
-    """DP5 is scipy's RK45: with the same fixed steps the states agree to rounding."""
+@pytest.mark.parametrize("method, theirs", [("DP5", "RK45"), ("DP8", "DOP853")])
+def test_step_by_step_agreement_with_scipy(method, theirs):
+    """DP5 is scipy's RK45 and DP8 its DOP853: with the same steps the states agree."""
     prob = make_problem(lotka_volterra, [1.0, 1.0], (0.0, 2.0), [1.5, 1.0, 3.0, 1.0])
     h = 0.05
-    ours = fixed_step(prob, "DP5", h)
+    ours = fixed_step(prob, method, h)
 
     def fun(t, y):
         return [1.5 * y[0] - y[0] * y[1], -3.0 * y[1] + y[0] * y[1]]
 
     ref = solve_ivp(
-        fun, (0.0, 2.0), [1.0, 1.0], method="RK45", first_step=h, max_step=h, rtol=1e10, atol=1e10
+        fun, (0.0, 2.0), [1.0, 1.0], method=theirs, first_step=h, max_step=h, rtol=1e10, atol=1e10
     )
     assert ours.t.shape == ref.t.shape
     np.testing.assert_allclose(ours.t, ref.t, rtol=0, atol=1e-14)
@@ -77,12 +81,13 @@ def test_adaptive_close_to_scipy_rk45():
     tight = solve_ivp(
         fun, (0, 10), [1.0, 1.0], method="DOP853", t_eval=t_eval, rtol=1e-13, atol=1e-13
     ).y.T
-    for method in ("DP5", "Tsit5"):
+    # work budgets: measured (nsteps, nfev) at these tolerances, +30%
+    budgets = {"DP5": (150, 950), "Tsit5": (150, 950), "DP8": (60, 1000)}
+    for method, (max_steps, max_nfev) in budgets.items():
         sol = solve(prob, method, t_eval=t_eval, rtol=1e-6, atol=1e-8)
         assert sol.success
         assert np.abs(sol.y - tight).max() < 1e-4
-        # work budget: measured 116 steps / 710 evaluations (Tsit5) at these tolerances
-        assert sol.stats["nsteps"] < 150 and sol.stats["nfev"] < 950
+        assert sol.stats["nsteps"] < max_steps and sol.stats["nfev"] < max_nfev
 
 
 def test_compile_false_runs_the_same_kernel_in_python():

@@ -23,9 +23,15 @@ def test_invariants(name):
     assert np.allclose(tab.a.sum(axis=1), tab.c, atol=1e-14)
     assert tab.b.sum() == pytest.approx(1.0, abs=1e-14)
     assert tab.e.sum() == pytest.approx(0.0, abs=1e-14)
-    assert np.allclose(tab.P.sum(axis=1), tab.b, atol=1e-13)
-    assert tab.explicit and tab.fsal and tab.n_stages == 7
-    assert not tab.a.flags.writeable
+    b_all = np.r_[tab.b, np.zeros(tab.n_dense_stages)]
+    assert np.allclose(tab.P.sum(axis=1), b_all, atol=1e-13)
+    assert tab.explicit and not tab.a.flags.writeable
+    if name == "DP8":  # 12 stages, f(t_new, y_new) and 3 stages for the dense output
+        assert (tab.n_stages, tab.n_dense_stages) == (12, 4)
+        assert tab.reuse_dense_stage and not tab.fsal
+        assert tab.e3.sum() == pytest.approx(0.0, abs=1e-14)
+    else:
+        assert tab.fsal and tab.n_stages == 7 and tab.n_dense_stages == 0
 
 
 @pytest.mark.parametrize(

@@ -44,10 +44,10 @@ EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| a
 
 
 @jit(inline=True, twin=True)
-def rk_stages(rhs, t, y, p, h, A, c, K, ytmp):
-    """Fill stages ``K[1:]`` of one step, given ``K[0] = f(t, y)``."""
-    s, n = K.shape
-    for i in range(1, s):
+def rk_stages(rhs, t, y, p, h, A, c, K, ytmp, i0, i1):
+    """Fill stages ``K[i0:i1]`` of one step, given the earlier ones (``K[0] = f(t, y)``)."""
+    n = K.shape[1]
+    for i in range(i0, i1):
         for m in range(n):
             acc = 0.0
             for j in range(i):
@@ -59,7 +59,7 @@ def rk_stages(rhs, t, y, p, h, A, c, K, ytmp):
 @jit(inline=True)
 def rk_combine(y, h, w, K, out):
     """Set ``out = y + h sum_i w_i K_i`` (pass ``y`` of zeros for the error)."""
-    s, n = K.shape
+    s, n = w.shape[0], K.shape[1]
     for m in range(n):
         acc = 0.0
         for i in range(s):
@@ -80,9 +80,9 @@ def rk_dense(h, P, K, Q):
 
 
 @jit()
-def first_nonfinite(t, h, c, K, y_new):
+def first_nonfinite(t, h, c, K, y_new, s):
     """Return (t, component) of the first non-finite stage value (component -1 if none)."""
-    s, n = K.shape
+    n = K.shape[1]
     for i in range(s):
         for m in range(n):
             if not math.isfinite(K[i, m]):
@@ -94,17 +94,19 @@ def first_nonfinite(t, h, c, K, y_new):
 
 
 @jit(twin=True)
-def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev_term):
+def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` over ``t_span`` with one explicit RK pair.
 
     Parameters
     ----------
     rhs, g : callables ``(t, y, p, out)``; ``g`` fills the event values.
     t_span : ndarray (2,);  y0 : ndarray (n,);  p : ndarray (m,)
-    A, b, c, e, P : the tableau (:class:`~sensitivity.ode.tableaus.ButcherTableau`).
+    A, b, c, e, e3, P : the tableau (:class:`~sensitivity.ode.tableaus.ButcherTableau`);
+        rows of A beyond ``len(b)`` are dense-output stages.
     tol : ndarray (n + 1,)  ``[rtol, atol_0, ..., atol_{n-1}]``.
-    opts : ndarray (7,)  ``[first_step (0 = auto), max_step, max_steps, save_steps, record,
-        err_order, fsal]``; ``record`` keeps the dense output of every step.
+    opts : ndarray (9,)  ``[first_step (0 = auto), max_step, max_steps, save_steps, record,
+        err_order, fsal, reuse_dense_stage, combined_error]``; ``record`` keeps the dense
+        output of every step.
     t_eval : ndarray (nt,)  output times, sorted along the direction of integration.
     ev_dir, ev_term : int64 arrays (n_events,)  direction and terminal flags.
 
@@ -112,15 +114,17 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
     -------
     trace : tuple, see ``TRACE_T`` in :mod:`sensitivity.ode.control`.
     """
-    n, s = y0.shape[0], A.shape[0]
+    n, s, s_all = y0.shape[0], b.shape[0], A.shape[0]
     rtol, atol = tol[0], tol[1:]
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
     record, k_ctrl, fsal = opts[4] > 0.0, opts[5] + 1.0, opts[6] > 0.0
-    K = np.empty((s, n))
+    reuse, combined = opts[7] > 0.0, opts[8] > 0.0
+    K = np.empty((s_all, n))
     y = y0.copy()
     y_new, err, ytmp, zero = np.empty(n), np.empty(n), np.empty(n), np.zeros(n)
+    err3 = np.empty(n)
     Q = np.empty((n, P.shape[1]))
     g_old, g_work = np.empty(ev_dir.shape[0]), np.empty(ev_dir.shape[0])
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
@@ -146,13 +150,17 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
         if direction * (t_new - t_end) > 0.0:
             t_new = t_end
         h = t_new - t
-        rk_stages(rhs, t, y, p, h, A, c, K, ytmp)
+        rk_stages(rhs, t, y, p, h, A, c, K, ytmp, 1, s)
         counts[0] += s - 1
         rk_combine(y, h, b, K, y_new)
         rk_combine(zero, h, e, K, err)
-        en = error_norm(err, y, y_new, rtol, atol)
+        if combined:
+            rk_combine(zero, h, e3, K, err3)
+            en = combined_norm(err, err3, y, y_new, rtol, atol)
+        else:
+            en = error_norm(err, y, y_new, rtol, atol)
         if not math.isfinite(en):
-            t_bad, comp = first_nonfinite(t, h, c, K, y_new)
+            t_bad, comp = first_nonfinite(t, h, c, K, y_new, s)
             if comp >= 0:
                 info[0], info[1], status = t_bad, comp, NONFINITE
                 break
@@ -161,7 +169,16 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
             rejected = True
             counts[4] += 1
             continue
-        rk_dense(h, P, K, Q)
+        k = ks[0]
+        dense = (
+            record
+            or ev_dir.shape[0] > 0
+            or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
+        )
+        if dense:  # only when someone reads the interpolant
+            rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
+            counts[0] += s_all - s
+            rk_dense(h, P, K, Q)
         bufs, t_stop, terminal = accept_step(
             g,
             p,
@@ -189,6 +206,8 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
             break
         if fsal:  # first same as last: the last stage is f(t_new, y_new)
             copy1(K[0], K[s - 1])
+        elif reuse and dense:  # the first dense stage was f(t_new, y_new)
+            copy1(K[0], K[s])
         else:
             rhs(t_new, y_new, p, K[0])
             counts[0] += 1
@@ -199,12 +218,26 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev
     return finish_trace(status, info, counts, bufs, ks)
 
 
+@jit(inline=True)
+def combined_norm(err, err3, y, y_new, rtol, atol):
+    """Hairer's DOP853 error: |E5|^2 / sqrt(n (|E5|^2 + 0.01 |E3|^2)) (HNW I, II.10)."""
+    n = err.shape[0]
+    e5 = 0.0
+    e3 = 0.0
+    for i in range(n):
+        sc = atol[i] + rtol * max(abs(y[i]), abs(y_new[i]))
+        e5 += (err[i] / sc) ** 2
+        e3 += (err3[i] / sc) ** 2
+    deno = e5 + 0.01 * e3
+    return e5 / math.sqrt(n * deno) if deno > 0.0 else 0.0
+
+
 @jit()
-def rk_solve_native(addr, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev_term):
+def rk_solve_native(addr, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term):
     """:func:`rk_solve` with ``rhs`` and ``g`` given as ``addr = [rhs (2), g (2)]`` addresses.
 
     See :func:`sensitivity.ode.control.addresses`.
     """
     rhs = as_rhs(addr[0], addr[1])
     g = as_rhs(addr[2], addr[3])
-    return rk_solve(rhs, g, t_span, y0, p, A, b, c, e, P, tol, opts, t_eval, ev_dir, ev_term)
+    return rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term)

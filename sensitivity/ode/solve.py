@@ -31,7 +31,7 @@ from sensitivity.ode.control import (
     python_twin,
 )
 from sensitivity.ode.events import no_events
-from sensitivity.ode.tableaus import DP5, TSIT5, ButcherTableau
+from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
 
 
 @dataclass(frozen=True)
@@ -135,15 +135,16 @@ class ExplicitRK:
 
     @property
     def arrays(self):
-        """Writable copies of (a, b, c, e, P) for the kernel (made once)."""
+        """Writable copies of (a, b, c, e, e3, P) for the kernel (made once)."""
         if self.tableau.name not in _ARRAYS:
             t = self.tableau
-            _ARRAYS[t.name] = tuple(np.array(x) for x in (t.a, t.b, t.c, t.e, t.P))
+            _ARRAYS[t.name] = tuple(np.array(x) for x in (t.a, t.b, t.c, t.e, t.e3, t.P))
         return _ARRAYS[self.tableau.name]
 
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev):
         tab = self.tableau
-        opts = np.concatenate([opts, [tab.err_order, float(tab.fsal)]])
+        flags = [tab.fsal, tab.reuse_dense_stage, np.any(tab.e3 != 0.0)]
+        opts = np.concatenate([opts, [tab.err_order], np.array(flags, dtype=float)])
         arrs = self.arrays
         if compiled:
             return explicit.rk_solve_native(fns, t_span, y0, p, *arrs, tol, opts, t_eval, *ev)
@@ -154,6 +155,7 @@ class ExplicitRK:
 METHODS = {
     "DP5": ExplicitRK(DP5),
     "Tsit5": ExplicitRK(TSIT5),
+    "DP8": ExplicitRK(DP8),
     "BDF": bdf.BDF(),
 }
 
