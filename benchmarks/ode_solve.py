@@ -27,8 +27,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from sensitivity.ode.solve import solve  # noqa: E402
-from tests.problems import lotka_volterra, lotka_volterra_jac, make_problem  # noqa: E402
-from tests.problems import rober, rober_jac  # noqa: E402
+from tests.problems import (  # noqa: E402
+    lotka_volterra,
+    lotka_volterra_jac,
+    make_problem,
+    rober,
+    rober_jac,
+)
 
 try:  # optional peers
     import numbalsoda

@@ -1,4 +1,5 @@
-"""BDF: order, tolerance proportionality, dense and sparse linear algebra, Newton policy."""
+"""Stiff methods (BDF, ESDIRK = TR-BDF2): order, tolerance proportionality, dense and
+sparse linear algebra, Newton and Jacobian policy."""
 
 import numpy as np
 import pytest
@@ -98,3 +99,39 @@ def test_backward_and_compile_false():
         sol = solve(prob, "BDF", rtol=1e-8, atol=1e-10)
         assert sol.success
         np.testing.assert_allclose(sol.y[-1], exact, rtol=1e-6)
+
+
+def test_esdirk_convergence_order_against_expm():
+    exact = scipy.linalg.expm(2.0 * A) @ Y0
+    hs = np.array([0.04, 0.02, 0.01, 0.005])
+    errs = []
+    for h in hs:
+        sol = solve(linear_problem(), "ESDIRK", rtol=1e10, atol=1e10, first_step=h, max_step=h)
+        assert sol.success and sol.stats["njev"] == 1
+        errs.append(np.abs(sol.y[-1] - exact).max())
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert abs(slope - 2.0) < 0.3
+
+
+def test_esdirk_tolerance_proportionality_and_dense_output():
+    exact = scipy.linalg.expm(2.0 * A) @ Y0
+    tols = np.array([1e-4, 1e-6, 1e-8])
+    errs = [
+        np.abs(solve(linear_problem(), "ESDIRK", rtol=r, atol=r).y[-1] - exact).max() for r in tols
+    ]
+    slope = np.polyfit(np.log(tols), np.log(errs), 1)[0]
+    assert 0.5 < slope < 0.9  # error per step of an order-2 pair: tol^(2/3)
+    t_eval = np.array([0.3, 1.1, 1.9])
+    sol = solve(linear_problem(), "ESDIRK", rtol=1e-8, atol=1e-8, t_eval=t_eval)
+    ref = np.array([scipy.linalg.expm(t * A) @ Y0 for t in t_eval])
+    assert np.abs(sol.y - ref).max() < 1e-5
+
+
+def test_esdirk_sparse_and_dense_paths_agree():
+    prob, exact = diffusion_problem(64, 0.1)
+    sparse = solve(prob, "ESDIRK", t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
+    prob.jac_sparsity = None
+    dense = solve(prob, "ESDIRK", t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
+    assert sparse.success and dense.success and sparse.stats == dense.stats
+    np.testing.assert_allclose(sparse.y, dense.y, rtol=1e-10, atol=1e-14)
+    assert np.abs(sparse.y[-1] - exact).max() < 1e-4

@@ -108,7 +108,7 @@ def test_rhs_nonfinite_at_start_and_raising():
         solve(make_problem(raises, [1.0, 1.0], (0, 1), [0.0]))
 
 
-@pytest.mark.parametrize("method", ["Tsit5", "DP5", "BDF"])
+@pytest.mark.parametrize("method", ["Tsit5", "DP5", "DP8", "BDF", "ESDIRK"])
 def test_rhs_nan_during_integration_names_t_and_component(method):
     prob = make_problem(nan_after_one, [1.0, 1.0], (0.0, 2.0), [0.0], nan_after_one_jac)
     sol = solve(prob, method, t_eval=[0.5, 2.0])
@@ -126,7 +126,7 @@ def test_max_steps_reached():
     assert sol.stats["nsteps"] == 10
 
 
-@pytest.mark.parametrize("method", ["Tsit5", "BDF"])
+@pytest.mark.parametrize("method", ["Tsit5", "DP8", "BDF", "ESDIRK"])
 def test_step_size_underflow_at_a_singularity(method):
     prob = make_problem(blow_up, [1.0], (0.0, 2.0), [0.0], blow_up_jac)  # y = 1/(1-t)
     sol = solve(prob, method)
@@ -196,6 +196,14 @@ BUDGETS = {
     ("E5", "BDF"): (25, 730, 280),
     ("AREN", "Tsit5"): (2000, 8100, 1360),
     ("AREN", "DP5"): (3e4, 7900, 1320),
+    ("AREN", "DP8"): (3e3, 4000, 340),
+    # TR-BDF2 is of order 2: at these tight tolerances its global error is larger
+    ("HIRES", "ESDIRK"): (1200, 8200, 1460),
+    ("POLLU", "ESDIRK"): (20, 2300, 520),
+    ("OREGO", "ESDIRK"): (2400, 77000, 13200),
+    ("VDPOL", "ESDIRK"): (120, 30000, 4800),
+    ("ROBER", "ESDIRK"): (10, 21800, 3340),
+    ("E5", "ESDIRK"): (90, 6200, 1010),
 }
 
 

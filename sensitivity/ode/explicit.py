@@ -229,7 +229,9 @@ def combined_norm(err, err3, y, y_new, rtol, atol):
         e5 += (err[i] / sc) ** 2
         e3 += (err3[i] / sc) ** 2
     deno = e5 + 0.01 * e3
-    return e5 / math.sqrt(n * deno) if deno > 0.0 else 0.0
+    if deno > 0.0:
+        return e5 / math.sqrt(n * deno)
+    return 0.0 if deno == 0.0 else deno  # deno is NaN when a stage is non-finite
 
 
 @jit()

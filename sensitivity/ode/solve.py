@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from sensitivity.ode import bdf, explicit
+from sensitivity.ode import bdf, esdirk, explicit
 from sensitivity.ode.control import (
     JAC_SIG,
     MAX_STEPS,
@@ -157,6 +157,8 @@ METHODS = {
     "Tsit5": ExplicitRK(TSIT5),
     "DP8": ExplicitRK(DP8),
     "BDF": bdf.BDF(),
+    "TRBDF2": esdirk.ESDIRK(),
+    "ESDIRK": esdirk.ESDIRK(),  # the ESDIRK built so far is TR-BDF2 (order 2, L-stable)
 }
 
 STIFF_SIZE = 50  # method="auto": at least this many equations with a sparsity pattern -> BDF
