@@ -28,6 +28,7 @@ from sensitivity.ode.control import (
     SUCCESS,
     TERMINATED,
     addresses,
+    jit,
     python_twin,
 )
 from sensitivity.ode.events import no_events
@@ -392,3 +393,47 @@ def _solution(trace, meth, dense, events, max_steps):
     y_events = [ev_y[ev_k == k] for k in range(n_ev)]
     segments = (seg_t, seg_h, seg_y, seg_Q, meth.anchor_at_end) if dense else None
     return Solution(t_out, y_out, status >= 0, status, message, stats, t_events, y_events, segments)
+
+
+@jit()
+def _decay(t, y, p, dydt):
+    for i in range(y.shape[0]):
+        dydt[i] = -p[0] * y[i]
+
+
+@jit()
+def _decay_jac(t, y, p, J):
+    for i in range(y.shape[0]):
+        for j in range(y.shape[0]):
+            J[i, j] = -p[0] if i == j else 0.0
+
+
+@dataclass(frozen=True)
+class _WarmupProblem:
+    """The attributes of ODEProblem that :func:`solve` reads, for :func:`warmup`."""
+
+    y0: np.ndarray = field(default_factory=lambda: np.ones(2))
+    p: np.ndarray = field(default_factory=lambda: np.ones(1))
+    t_span: tuple = (0.0, 1.0)
+    f: Callable = _decay
+    rhs_kernel: Callable = _decay
+    jac_kernel: Callable = _decay_jac
+    jac_sparsity: object = None
+    n: int = 2
+    compile: bool = True
+
+
+def warmup(methods=None):
+    """Compile the solver kernels of ``methods`` (default: all) into numba's disk cache.
+
+    The kernels take the user's functions as first-class function addresses, so they do not
+    depend on the problem: compiled once per installation (e.g. right after ``pip install``),
+    they load from the cache in every later process, and a first solve then only compiles
+    (or loads) the user's right-hand side. Returns the seconds spent.
+    """
+    import time
+
+    start = time.perf_counter()
+    for name in methods or METHODS:
+        solve(_WarmupProblem(), name, t_eval=[0.5, 1.0])
+    return time.perf_counter() - start
