@@ -156,7 +156,19 @@ def test_auto_rule():
     prob, _ = diffusion_problem(64)
     assert choose_method(prob) == "BDF"
     assert solve(prob, t_eval=[0.1]).success
-    assert set(METHODS) >= {"DP5", "Tsit5", "BDF"}
+    assert set(METHODS) >= {"DP5", "Tsit5", "DP8", "BDF", "ESDIRK"}
+
+
+def test_auto_switches_to_bdf_on_a_stiff_problem():
+    prob = make_problem(rober, [1.0, 0.0, 0.0], (0.0, 1e5), [0.04, 1e4, 3e7], rober_jac)
+    auto = solve(prob, "auto", rtol=1e-6, atol=1e-10)
+    bdf = solve(prob, "BDF", rtol=1e-6, atol=1e-10)
+    assert auto.success and auto.stats == bdf.stats
+    nonstiff = solve(lv(), "auto", rtol=1e-6, atol=1e-8)
+    assert nonstiff.stats == solve(lv(), "Tsit5", rtol=1e-6, atol=1e-8).stats
+    # a long nonstiff run past the switch budget is not mistaken for a stiff one
+    long = solve(lv(t_span=(0.0, 600.0)), "auto", rtol=1e-6, atol=1e-8)
+    assert long.success and long.stats["nsteps"] > 5000 and long.stats["njev"] == 0
 
 
 def test_solution_fields_and_dense_output():

@@ -163,6 +163,7 @@ METHODS = {
 }
 
 STIFF_SIZE = 50  # method="auto": at least this many equations with a sparsity pattern -> BDF
+AUTO_SWITCH_STEPS = 5000  # method="auto": Tsit5 steps before the stiffness test
 
 MESSAGES = {
     SUCCESS: "The solver successfully reached the end of the integration interval.",
@@ -184,17 +185,32 @@ MESSAGES = {
 
 
 def choose_method(prob):
-    """Return the method name of ``method="auto"``.
+    """Return the first method of ``method="auto"`` (the rule is in :func:`solve`).
 
-    The rule: ``"BDF"`` when the problem declares a Jacobian sparsity pattern and has at
-    least ``STIFF_SIZE`` equations (a method-of-lines discretisation, stiff by its spectrum),
-    otherwise ``"Tsit5"``. Automatic stiffness detection is not implemented: a stiff small
-    problem needs ``method="BDF"`` explicitly (a stiff problem run with Tsit5 shows up as
-    many steps, or as ``max_steps`` reached, and the message suggests BDF).
+    ``"BDF"`` when the problem declares a Jacobian sparsity pattern and has at least
+    ``STIFF_SIZE`` equations (a method-of-lines discretisation, stiff by its spectrum);
+    otherwise ``"Tsit5"``, which :func:`solve` replaces by ``"BDF"`` if the problem turns out
+    to be stiff (:func:`looks_stiff`).
     """
     if getattr(prob, "jac_sparsity", None) is not None and prob.n >= STIFF_SIZE:
         return "BDF"
     return "Tsit5"
+
+
+def looks_stiff(prob, sol, t0):
+    """Return True if an explicit run ``sol`` that used up its step budget was stability-bound.
+
+    Stiffness test: with the mean step h = |t_reached - t0| / nsteps and the Jacobian's
+    infinity norm at the last state (a bound on its spectral radius), ``h ||J|| > 1`` means
+    the step sizes were set by the explicit method's stability region (|h lambda| <~ 3.3 for
+    Tsit5), not by accuracy (Shampine & Reichelt 1997, section 3.1 use the same reasoning).
+    """
+    if sol.t.size == 0 or sol.stats["nsteps"] == 0:
+        return False
+    h = abs(sol.t[-1] - t0) / sol.stats["nsteps"]
+    J = prob.jacobian(float(sol.t[-1]), np.ascontiguousarray(sol.y[-1]))
+    norm = abs(J).sum(axis=1).max()
+    return bool(h * norm > 1.0)
 
 
 def _method(prob, method):
@@ -324,9 +340,11 @@ def solve(
     prob : ODEProblem
         Right-hand side, y0 (n,), t_span (may run backwards) and parameters p (m,).
     method : str or method object
-        A key of :data:`METHODS` (``"Tsit5"``, ``"DP5"``, ``"BDF"``), ``"auto"``
-        (:func:`choose_method` documents the rule), or a configured entry such as
-        ``BDF(max_order=2)``.
+        A key of :data:`METHODS` (``"Tsit5"``, ``"DP5"``, ``"DP8"``, ``"BDF"``, ``"ESDIRK"``
+        = ``"TRBDF2"``), a configured entry such as ``BDF(max_order=2)``, or ``"auto"``:
+        BDF for a large problem with a sparsity pattern (:func:`choose_method`), otherwise
+        Tsit5; if Tsit5 uses up ``AUTO_SWITCH_STEPS`` steps and :func:`looks_stiff` finds
+        its steps stability-bound, the solve restarts with BDF.
     t_eval : array_like, shape (nt,), optional
         Output times within ``t_span``, sorted in the direction of integration; filled from
         the dense output, never by stepping onto them. Default: every step.
@@ -366,12 +384,27 @@ def solve(
     opts[4] = float(dense)
     compiled = _is_compiled(prob, events)
     _check_rhs_at_start(prob.rhs_kernel, t_span[0], y0, p)
-    fns = _functions(prob, meth, events, compiled)
     ev = (
         (events.direction, events.terminal)
         if events is not None
         else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     )
+    args = (prob, events, compiled, t_span, y0, p, tol, te, ev, dense, opts)
+    if method == "auto" and meth is METHODS["Tsit5"] and max_steps > AUTO_SWITCH_STEPS:
+        opts_try = opts.copy()
+        opts_try[2] = AUTO_SWITCH_STEPS
+        sol = _run(meth, *args[:-1], opts_try)
+        if sol.status != MAX_STEPS:
+            return sol
+        if not looks_stiff(prob, sol, t_span[0]):  # just long: rerun with the full budget
+            return _run(meth, *args)
+        meth = METHODS["BDF"]
+    return _run(meth, *args)
+
+
+def _run(meth, prob, events, compiled, t_span, y0, p, tol, te, ev, dense, opts):
+    """Run one method's kernel and wrap its trace into a :class:`Solution`."""
+    fns = _functions(prob, meth, events, compiled)
     kwargs = {}
     if getattr(meth, "needs_jac", False) and getattr(prob, "jac_sparsity", None) is not None:
         kwargs["sparse_jac"] = prob.jacobian
@@ -379,7 +412,7 @@ def solve(
         if not isinstance(fns, tuple):
             fns = (prob.rhs_kernel, events.g if events is not None else no_events, None)
     trace = meth.run(fns, compiled, t_span, y0, p, tol, opts, te, ev, **kwargs)
-    return _solution(trace, meth, dense, events, max_steps)
+    return _solution(trace, meth, dense, events, int(opts[2]))
 
 
 def _solution(trace, meth, dense, events, max_steps):
