@@ -51,7 +51,7 @@ from sensitivity.ode.control import (
     jit,
     python_twin,
 )
-from sensitivity.ode.events import accept_step, finish_trace, new_trace
+from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
 
 EPS = 2.220446049250313e-16
@@ -318,27 +318,31 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
         k = ks[0]
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             bdf_dense(D, order, Q)  # only when someone reads the interpolant
-        bufs, t_stop, terminal = accept_step(
-            g,
-            p,
-            ev_dir,
-            ev_term,
-            g_old,
-            t,
-            t_new,
-            t_new,
-            h,
-            D[0],
-            Q,
-            D[0],
-            t_eval,
-            save_steps,
-            record,
-            bufs,
-            ks,
-            work,
-            g_work,
-        )
+        terminal, t_stop = False, t_new
+        if ev_dir.shape[0] > 0 or record or save_steps:
+            bufs, t_stop, terminal = accept_step(
+                g,
+                p,
+                ev_dir,
+                ev_term,
+                g_old,
+                t,
+                t_new,
+                t_new,
+                h,
+                D[0],
+                Q,
+                D[0],
+                t_eval,
+                save_steps,
+                record,
+                bufs,
+                ks,
+                work,
+                g_work,
+            )
+        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, bufs[0], bufs[1])
         counts[3] += 1
         t = t_new
         if terminal:

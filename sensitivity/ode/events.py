@@ -159,6 +159,18 @@ def finish_trace(status, info, counts, bufs, ks):
     )
 
 
+@jit(inline=True)
+def emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out):
+    """Fill the outputs at the ``t_eval`` points up to ``t_end`` from the step's interpolant."""
+    direction = 1.0 if h > 0.0 else -1.0
+    k = ks[0]
+    while k < t_eval.shape[0] and direction * (t_eval[k] - t_end) <= 0.0:
+        t_out[k] = t_eval[k]
+        poly_eval(ya, Q, (t_eval[k] - t_a) / h, y_out[k])
+        k += 1
+    ks[0] = k
+
+
 @jit(twin=True)
 def accept_step(
     g,
@@ -232,11 +244,5 @@ def accept_step(
         copy1(y_out[k], ev_y[ks[1] - 1] if terminal else y_new)
         ks[0] += 1
     else:
-        direction = 1.0 if h > 0.0 else -1.0
-        nt = t_eval.shape[0]
-        while k < nt and direction * (t_eval[k] - t_end) <= 0.0:
-            t_out[k] = t_eval[k]
-            poly_eval(ya, Q, (t_eval[k] - t_a) / h, y_out[k])
-            k += 1
-        ks[0] = k
+        emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out)
     return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q), t_end, terminal

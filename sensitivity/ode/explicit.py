@@ -38,7 +38,7 @@ from sensitivity.ode.control import (
     jit,
     pi_factor,
 )
-from sensitivity.ode.events import accept_step, finish_trace, new_trace
+from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 
 EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 
@@ -179,27 +179,31 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
             rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
             counts[0] += s_all - s
             rk_dense(h, P, K, Q)
-        bufs, t_stop, terminal = accept_step(
-            g,
-            p,
-            ev_dir,
-            ev_term,
-            g_old,
-            t,
-            t_new,
-            t,
-            h,
-            y,
-            Q,
-            y_new,
-            t_eval,
-            save_steps,
-            record,
-            bufs,
-            ks,
-            ytmp,
-            g_work,
-        )
+        terminal, t_stop = False, t_new
+        if ev_dir.shape[0] > 0 or record or save_steps:
+            bufs, t_stop, terminal = accept_step(
+                g,
+                p,
+                ev_dir,
+                ev_term,
+                g_old,
+                t,
+                t_new,
+                t,
+                h,
+                y,
+                Q,
+                y_new,
+                t_eval,
+                save_steps,
+                record,
+                bufs,
+                ks,
+                ytmp,
+                g_work,
+            )
+        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
         counts[3] += 1
         if terminal:
             status = TERMINATED
