@@ -135,3 +135,17 @@ def test_esdirk_sparse_and_dense_paths_agree():
     assert sparse.success and dense.success and sparse.stats == dense.stats
     np.testing.assert_allclose(sparse.y, dense.y, rtol=1e-10, atol=1e-14)
     assert np.abs(sparse.y[-1] - exact).max() < 1e-4
+
+
+def test_banded_and_sparse_lu_give_the_same_solution():
+    """A narrow pattern takes the banded LAPACK path, a wide one splu: same answer."""
+    prob, exact = diffusion_problem(64, 0.1)
+    assert linsolve.choose(prob.jac_sparsity) is linsolve.BANDED
+    banded = solve(prob, "BDF", t_eval=[0.1], rtol=1e-6, atol=1e-9)
+    wide = prob.jac_sparsity.tolil()
+    wide[0, 63] = 1.0  # a far entry (value 0 in the Jacobian) forces the splu path
+    prob.jac_sparsity = wide.tocsr()
+    assert linsolve.choose(prob.jac_sparsity) is linsolve.SPARSE
+    general = solve(prob, "BDF", t_eval=[0.1], rtol=1e-6, atol=1e-9)
+    assert banded.stats == general.stats
+    np.testing.assert_allclose(banded.y, general.y, rtol=1e-10, atol=1e-14)

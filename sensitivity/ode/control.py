@@ -188,7 +188,7 @@ def python_twin(func, overrides=None):
     :mod:`sensitivity.ode.linsolve`.
     """
     overrides = overrides or {}
-    key = (func, tuple(sorted(overrides)))
+    key = (func, tuple(sorted((k, id(v)) for k, v in overrides.items())))
     if key in _TWINS:
         return _TWINS[key]
     py = func.py_func if isinstance(func, Dispatcher) else func

@@ -11,6 +11,7 @@ then hold the part that was computed, never a silently truncated answer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -135,6 +136,12 @@ class ExplicitRK:
     anchor_at_end: bool = False
 
     @property
+    def flags(self):
+        """Kernel options ``[err_order, fsal, reuse_dense_stage, combined_error]``."""
+        t = self.tableau
+        return np.array([t.err_order, t.fsal, t.reuse_dense_stage, np.any(t.e3 != 0.0)], float)
+
+    @property
     def arrays(self):
         """Writable copies of (a, b, c, e, e3, P) for the kernel (made once)."""
         if self.tableau.name not in _ARRAYS:
@@ -143,9 +150,7 @@ class ExplicitRK:
         return _ARRAYS[self.tableau.name]
 
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev):
-        tab = self.tableau
-        flags = [tab.fsal, tab.reuse_dense_stage, np.any(tab.e3 != 0.0)]
-        opts = np.concatenate([opts, [tab.err_order], np.array(flags, dtype=float)])
+        opts = np.concatenate([opts, self.flags])
         arrs = self.arrays
         if compiled:
             return explicit.rk_solve_native(fns, t_span, y0, p, *arrs, tol, opts, t_eval, *ev)
@@ -162,6 +167,7 @@ METHODS = {
     "ESDIRK": esdirk.ESDIRK(),  # the ESDIRK built so far is TR-BDF2 (order 2, L-stable)
 }
 
+EPS = np.finfo(float).eps
 STIFF_SIZE = 50  # method="auto": at least this many equations with a sparsity pattern -> BDF
 AUTO_SWITCH_STEPS = 5000  # method="auto": Tsit5 steps before the stiffness test
 
@@ -222,51 +228,67 @@ def _method(prob, method):
     return METHODS[name]
 
 
+def _finite(x):
+    """True if every entry of the float array ``x`` is finite (one reduction, no temporary)."""
+    return math.isfinite(x.sum()) or bool(np.isfinite(x).all())  # sum may overflow: recheck
+
+
 def _check_prob(prob):
     for name in ("f", "y0", "p", "t_span", "rhs_kernel"):
         if not hasattr(prob, name):
             raise TypeError(f"prob must be an ODEProblem (missing attribute {name!r})")
-    y0 = np.asarray(prob.y0, dtype=np.float64)
-    p = np.asarray(prob.p, dtype=np.float64)
+    y0 = np.ascontiguousarray(prob.y0, dtype=np.float64)
+    p = np.ascontiguousarray(prob.p, dtype=np.float64)
     if y0.ndim != 1 or y0.size == 0:
         raise ValueError(f"prob.y0 must be a non-empty 1-D array, got shape {y0.shape}")
-    if not np.all(np.isfinite(y0)):
+    if not _finite(y0):
         raise ValueError("prob.y0 must be finite")
-    if p.ndim != 1 or not np.all(np.isfinite(p)):
+    if p.ndim != 1 or not _finite(p):
         raise ValueError("prob.p must be a finite 1-D array")
     t0, t1 = (float(v) for v in prob.t_span)
-    if not (np.isfinite(t0) and np.isfinite(t1)) or t0 == t1:
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"prob.t_span must be two distinct finite times, got {prob.t_span}")
-    return np.ascontiguousarray(y0), np.ascontiguousarray(p), np.array([t0, t1])
+    return y0, p, np.array([t0, t1])
 
 
 def _check_tolerances(rtol, atol, n):
     rtol = float(rtol)
-    if not rtol > 0.0 or not np.isfinite(rtol):
+    if not (rtol > 0.0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a positive finite number, got {rtol}")
-    atol = np.asarray(atol, dtype=np.float64)
-    if atol.ndim > 1 or (atol.ndim == 1 and atol.shape != (n,)):
-        raise ValueError(f"atol must be a scalar or an array of shape ({n},), got {atol.shape}")
-    if not np.all(atol > 0.0) or not np.all(np.isfinite(atol)):
+    if rtol < 100 * EPS:
+        raise ValueError(f"rtol must be >= 100 eps = {100 * EPS:.3g}, got {rtol}")
+    tol = np.empty(n + 1)
+    tol[0] = rtol
+    if np.ndim(atol) == 0:
+        a = float(atol)
+        if not (a > 0.0 and math.isfinite(a)):
+            raise ValueError(f"atol must be positive and finite, got {a}")
+        tol[1:] = a
+        return tol
+    a = np.asarray(atol, dtype=np.float64)
+    if a.shape != (n,):
+        raise ValueError(f"atol must be a scalar or an array of shape ({n},), got {a.shape}")
+    if not (a.min() > 0.0 and _finite(a)):
         raise ValueError("atol must be positive and finite")
-    if rtol < 100 * np.finfo(float).eps:
-        raise ValueError(f"rtol must be >= 100 eps = {100 * np.finfo(float).eps:.3g}, got {rtol}")
-    return np.concatenate([[rtol], np.broadcast_to(atol, (n,))])
+    tol[1:] = a
+    return tol
 
 
 def _check_t_eval(t_eval, t_span):
     if t_eval is None:
         return np.zeros(0), True
-    te = np.asarray(t_eval, dtype=np.float64)
+    te = np.ascontiguousarray(t_eval, dtype=np.float64)
     if te.ndim != 1:
         raise ValueError(f"t_eval must be 1-D, got shape {te.shape}")
-    lo, hi = min(t_span), max(t_span)
-    if te.size and (not np.all(np.isfinite(te)) or te.min() < lo or te.max() > hi):
-        raise ValueError(f"t_eval must lie within t_span = [{t_span[0]}, {t_span[1]}]")
-    d = np.diff(te) * np.sign(t_span[1] - t_span[0])
-    if np.any(d < 0):
+    if te.size == 0:
+        return te, False
+    forward = t_span[1] > t_span[0]
+    if te.size > 1 and not (np.diff(te).min() >= 0.0 if forward else np.diff(te).max() <= 0.0):
         raise ValueError("t_eval must be sorted in the direction of integration")
-    return np.ascontiguousarray(te), False
+    first, last = (te[0], te[-1]) if forward else (te[-1], te[0])
+    if not (t_span.min() <= first and last <= t_span.max()):  # NaN fails too
+        raise ValueError(f"t_eval must lie within t_span = [{t_span[0]}, {t_span[1]}]")
+    return te, False
 
 
 def _check_steps(first_step, max_step, max_steps):
