@@ -136,23 +136,37 @@ def newton_update(y, d, dy):
 
 
 @jit()
-def compute_R(order, factor):
-    """Matrix R of [1] (eq. 2.3) that rescales differences to step ratio ``factor``."""
-    M = np.zeros((order + 1, order + 1))
-    M[0, :] = 1.0
+def compute_R(order, factor, M):
+    """Fill ``M[:order+1, :order+1]`` with the matrix R of [1] (eq. 2.3) for ratio ``factor``."""
+    for j in range(order + 1):
+        M[0, j] = 1.0
     for i in range(1, order + 1):
+        M[i, 0] = 0.0
         for j in range(1, order + 1):
-            M[i, j] = (i - 1 - factor * j) / i
-    for i in range(1, order + 1):
-        for j in range(order + 1):
-            M[i, j] *= M[i - 1, j]
+            M[i, j] = M[i - 1, j] * (i - 1 - factor * j) / i
     return M
+
+
+def _u_table():
+    """R(order, 1) for every order, computed once (change_D multiplies by it)."""
+    U = np.zeros((MAX_ORDER + 1, MAX_ORDER + 1, MAX_ORDER + 1))
+    for k in range(MAX_ORDER + 1):
+        getattr(compute_R, "py_func", compute_R)(k, 1.0, U[k])
+    return U
+
+
+U_TABLE = _u_table()
 
 
 @jit()
 def change_D(D, order, factor):
     """Rescale the differences ``D[:order+1]`` to a step size multiplied by ``factor``."""
-    RU = compute_R(order, factor) @ compute_R(order, 1.0)
+    R = compute_R(order, factor, np.empty((order + 1, order + 1)))
+    RU = np.zeros((order + 1, order + 1))
+    for k in range(order + 1):
+        for m in range(order + 1):
+            for j in range(order + 1):
+                RU[k, j] += R[k, m] * U_TABLE[order, m, j]
     col = np.empty(order + 1)
     for i in range(D.shape[1]):
         for j in range(order + 1):
