@@ -107,19 +107,20 @@ def test_backward_integration():
     np.testing.assert_allclose(sol.y[-1], exact, rtol=1e-8)
 
 
-def test_runs_with_numba_disabled():
+@pytest.mark.parametrize("switch", ["NUMBA_DISABLE_JIT", "SENSITIVITY_NO_NUMBA"])
+def test_runs_with_numba_disabled(switch):
     code = (
         "import numpy as np\n"
         "from sensitivity.ode.solve import solve\n"
         "from tests.problems import lotka_volterra, lotka_volterra_jac, make_problem\n"
         "prob = make_problem(lotka_volterra, [1.0, 1.0], (0.0, 1.0), [1.5, 1.0, 3.0, 1.0],\n"
         "                    lotka_volterra_jac)\n"
-        "for m in ('Tsit5', 'BDF'):\n"
+        "for m in ('Tsit5', 'DP8', 'BDF', 'ESDIRK'):\n"
         "    s = solve(prob, m, t_eval=[0.5, 1.0], rtol=1e-6, atol=1e-8)\n"
         "    assert s.success, s.message\n"
         "    print(m, repr(s.y[-1].tolist()))\n"
     )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    env = dict(os.environ, **{switch: "1"})
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300

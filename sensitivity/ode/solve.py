@@ -339,7 +339,10 @@ def _functions(prob, method, events, compiled):
 
 def _is_compiled(prob, events):
     funcs = [prob.rhs_kernel] + ([events.g] if events is not None else [])
-    return getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
+    kernels = isinstance(explicit.rk_solve_native, Dispatcher)  # False without numba
+    return (
+        kernels and getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
+    )
 
 
 def solve(
