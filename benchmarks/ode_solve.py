@@ -301,6 +301,24 @@ print(time.perf_counter() - t0)
 """
 
 
+NEW_RHS = """
+import time; t0 = time.perf_counter()
+import numba, numpy as np
+from sensitivity.ode.solve import solve
+from tests.problems import make_problem
+
+@numba.njit  # defined in the script: numba cannot cache it, so it compiles in every process
+def f(t, y, p, dydt):
+    dydt[0] = p[0] * y[0] - p[1] * y[0] * y[1]
+    dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1]
+
+sol = solve(make_problem(f, [1.0, 1.0], (0.0, 10.0), [1.5, 1.0, 3.0, 1.0]), "Tsit5",
+            t_eval=np.linspace(0, 10, 101))
+assert sol.success
+print(time.perf_counter() - t0)
+"""
+
+
 def latency():
     print("\nFirst solve in a new process (import + compile + solve), seconds")
     cases = {
@@ -337,6 +355,18 @@ def latency():
                 )
                 times.append(float(out.stdout.strip().splitlines()[-1]))
             print(f"  {name:24s} fresh (empty cache) {times[0]:6.2f} s   cached {times[1]:6.2f} s")
+        out = subprocess.run(
+            [sys.executable, "-c", NEW_RHS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(
+            f"  {'Tsit5, new script rhs':24s} kernels cached, rhs compiled: "
+            f"{float(out.stdout.strip().splitlines()[-1]):6.2f} s"
+        )
 
 
 def main():
