@@ -26,7 +26,7 @@ from scipy.linalg import eigh_tridiagonal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sensitivity.ode.solve import solve  # noqa: E402
+from sensitivity.ode.solve import Solver, solve  # noqa: E402
 from tests.problems import (  # noqa: E402
     lotka_volterra,
     lotka_volterra_jac,
@@ -86,6 +86,12 @@ def lotka(repeat):
         sol = solve(prob, m, t_eval=t_eval, **kw)
         t = median_time(lambda m=m: solve(prob, m, t_eval=t_eval, **kw), repeat * 10)
         rows[f"sensitivity {m}"] = (t, np.abs(sol.y - ref).max())
+    solver = Solver(prob, "Tsit5", t_eval, **kw)  # validated once, e.g. inside a fit
+    sol = solver(p)
+    rows["sensitivity Tsit5 (Solver reused)"] = (
+        median_time(lambda: solver(p), repeat * 10),
+        np.abs(sol.y - ref).max(),
+    )
     for m in ("RK45", "DOP853", "LSODA"):
         sol = solve_ivp(fun, (0, 10), [1.0, 1.0], method=m, t_eval=t_eval, **kw)
         t = median_time(

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from sensitivity.ode.solve import METHODS, Events, choose_method, solve
+from sensitivity.ode.solve import METHODS, Events, Solver, choose_method, solve
 from tests.problems import (
     REFERENCES,
     diffusion_problem,
@@ -229,3 +229,19 @@ def test_reference_solution_and_work_budget(name, method):
     err = np.abs(sol.y[-1] - y_ref) / (ref.atol + ref.rtol * np.abs(y_ref))
     assert err.max() < max_err
     assert sol.stats["nfev"] < max_nfev and sol.stats["nsteps"] < max_nsteps
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "BDF"])
+def test_prepared_solver_matches_solve_with_new_p_and_y0(method):
+    t_eval = np.linspace(0.0, 10.0, 11)
+    solver = Solver(lv(), method, t_eval, rtol=1e-8, atol=1e-10)
+    p_new, y0_new = np.array([1.2, 0.9, 2.5, 1.1]), np.array([0.8, 1.3])
+    ours = solver(p=p_new, y0=y0_new)
+    ref = solve(lv(p=p_new, y0=y0_new), method, t_eval, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(ours.y, ref.y)
+    assert ours.stats == ref.stats
+    np.testing.assert_array_equal(solver().y, solve(lv(), method, t_eval, 1e-8, 1e-10).y)
+    with pytest.raises(ValueError, match="p must have shape"):
+        solver(p=[1.0, 2.0])
+    with pytest.raises(ValueError, match="y0 must be finite"):
+        solver(y0=[np.nan, 1.0])

@@ -398,46 +398,88 @@ def solve(
         On invalid arguments (naming the argument), a right-hand side that raises or is
         non-finite at the start, or one numba cannot compile.
     """
-    y0, p, t_span = _check_prob(prob)
-    if events is not None and not isinstance(events, Events):
-        raise TypeError(f"events must be an Events instance, got {type(events).__name__}")
-    meth = _method(prob, method)
-    tol = _check_tolerances(rtol, atol, y0.size)
-    te, save_steps = _check_t_eval(t_eval, t_span)
-    opts = _check_steps(first_step, max_step, max_steps)
-    opts[3] = float(save_steps)
-    opts[4] = float(dense)
-    compiled = _is_compiled(prob, events)
-    _check_rhs_at_start(prob.rhs_kernel, t_span[0], y0, p)
-    ev = (
-        (events.direction, events.terminal)
-        if events is not None
-        else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    )
-    args = (prob, events, compiled, t_span, y0, p, tol, te, ev, dense, opts)
-    if method == "auto" and meth is METHODS["Tsit5"] and max_steps > AUTO_SWITCH_STEPS:
-        opts_try = opts.copy()
-        opts_try[2] = AUTO_SWITCH_STEPS
-        sol = _run(meth, *args[:-1], opts_try)
-        if sol.status != MAX_STEPS:
-            return sol
-        if not looks_stiff(prob, sol, t_span[0]):  # just long: rerun with the full budget
-            return _run(meth, *args)
-        meth = METHODS["BDF"]
-    return _run(meth, *args)
+    kwargs = dict(events=events, dense=dense, first_step=first_step, max_step=max_step)
+    return Solver(prob, method, t_eval, rtol, atol, max_steps=max_steps, **kwargs)()
 
 
-def _run(meth, prob, events, compiled, t_span, y0, p, tol, te, ev, dense, opts):
-    """Run one method's kernel and wrap its trace into a :class:`Solution`."""
-    fns = _functions(prob, meth, events, compiled)
-    kwargs = {}
-    if getattr(meth, "needs_jac", False) and getattr(prob, "jac_sparsity", None) is not None:
-        kwargs["sparse_jac"] = prob.jacobian
-        kwargs["pattern"] = prob.jac_sparsity
-        if not isinstance(fns, tuple):
-            fns = (prob.rhs_kernel, events.g if events is not None else no_events, None)
-    trace = meth.run(fns, compiled, t_span, y0, p, tol, opts, te, ev, **kwargs)
-    return _solution(trace, meth, dense, events, int(opts[2]))
+class Solver:
+    """A validated, ready-to-run :func:`solve` for repeated solves with new p or y0.
+
+    ``Solver(prob, method, t_eval, rtol, atol, **same keywords as solve)`` checks every
+    argument once; ``solver(p=None, y0=None)`` then checks only the new vectors and runs the
+    compiled kernel, which is what a fitting loop needs (a few microseconds of Python per
+    solve instead of tens). ``solve(...)`` is ``Solver(...)()``.
+    """
+
+    def __init__(
+        self,
+        prob,
+        method="auto",
+        t_eval=None,
+        rtol=1e-6,
+        atol=1e-8,
+        *,
+        events=None,
+        dense=False,
+        first_step=None,
+        max_step=np.inf,
+        max_steps=100_000,
+    ):
+        self.y0, self.p, self.t_span = _check_prob(prob)
+        if events is not None and not isinstance(events, Events):
+            raise TypeError(f"events must be an Events instance, got {type(events).__name__}")
+        self.prob, self.events, self.dense, self.max_steps = prob, events, dense, max_steps
+        self.method = _method(prob, method)
+        self.auto = method == "auto" and self.method is METHODS["Tsit5"]
+        self.tol = _check_tolerances(rtol, atol, self.y0.size)
+        self.t_eval, save_steps = _check_t_eval(t_eval, self.t_span)
+        self.opts = _check_steps(first_step, max_step, max_steps)
+        self.opts[3], self.opts[4] = float(save_steps), float(dense)
+        self.compiled = _is_compiled(prob, events)
+        _check_rhs_at_start(prob.rhs_kernel, self.t_span[0], self.y0, self.p)
+        empty = np.zeros(0, np.int64)
+        self.ev = (events.direction, events.terminal) if events is not None else (empty, empty)
+        self._fns = {}
+
+    def __call__(self, p=None, y0=None):
+        """Solve with parameters ``p`` (m,) and initial state ``y0`` (n,) (default: prob's)."""
+        p = self.p if p is None else _check_vector(p, self.p.size, "p")
+        y0 = self.y0 if y0 is None else _check_vector(y0, self.y0.size, "y0")
+        if self.auto and self.max_steps > AUTO_SWITCH_STEPS:
+            opts = self.opts.copy()
+            opts[2] = AUTO_SWITCH_STEPS
+            sol = self._run(self.method, p, y0, opts)
+            if sol.status != MAX_STEPS:
+                return sol
+            if not looks_stiff(self.prob, sol, self.t_span[0]):  # just long: full budget
+                return self._run(self.method, p, y0, self.opts)
+            return self._run(METHODS["BDF"], p, y0, self.opts)
+        return self._run(self.method, p, y0, self.opts)
+
+    def _run(self, meth, p, y0, opts):
+        """Run one method's kernel and wrap its trace into a :class:`Solution`."""
+        prob, events = self.prob, self.events
+        if id(meth) not in self._fns:
+            self._fns[id(meth)] = _functions(prob, meth, events, self.compiled)
+        fns, kwargs = self._fns[id(meth)], {}
+        if getattr(meth, "needs_jac", False) and getattr(prob, "jac_sparsity", None) is not None:
+            kwargs["sparse_jac"] = prob.jacobian
+            kwargs["pattern"] = prob.jac_sparsity
+            if not isinstance(fns, tuple):
+                fns = (prob.rhs_kernel, events.g if events is not None else no_events, None)
+        trace = meth.run(
+            fns, self.compiled, self.t_span, y0, p, self.tol, opts, self.t_eval, self.ev, **kwargs
+        )
+        return _solution(trace, meth, self.dense, events, int(opts[2]))
+
+
+def _check_vector(x, size, name):
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {x.shape}")
+    if not _finite(x):
+        raise ValueError(f"{name} must be finite")
+    return x
 
 
 def _solution(trace, meth, dense, events, max_steps):
