@@ -137,9 +137,14 @@ class ExplicitRK:
 
     @property
     def flags(self):
-        """Kernel options ``[err_order, fsal, reuse_dense_stage, combined_error]``."""
-        t = self.tableau
-        return np.array([t.err_order, t.fsal, t.reuse_dense_stage, np.any(t.e3 != 0.0)], float)
+        """Kernel options ``[err_order, fsal, reuse_dense_stage, combined_error]`` (cached)."""
+        key = (self.tableau.name, "flags")
+        if key not in _ARRAYS:
+            t = self.tableau
+            _ARRAYS[key] = np.array(
+                [t.err_order, t.fsal, t.reuse_dense_stage, np.any(t.e3 != 0.0)], float
+            )
+        return _ARRAYS[key]
 
     @property
     def arrays(self):
