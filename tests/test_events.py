@@ -43,7 +43,7 @@ def two_events(t, y, p, g):
     g[1] = y[0] - 0.5  # sin t = 1/2
 
 
-@pytest.mark.parametrize("method", ["Tsit5", "DP5", "DP8", "BDF", "ESDIRK"])
+@pytest.mark.parametrize("method", ["Tsit5", "DP5", "DP8", "BDF", "ESDIRK", "Rodas4"])
 def test_bouncing_ball_restarts(method):
     """Drop from 10 m; each bounce keeps a fraction e of the speed (analytic bounce times)."""
     e, h0, t_end = 0.8, 10.0, 8.0
@@ -66,10 +66,10 @@ def test_bouncing_ball_restarts(method):
     assert len(bounces) == 4
 
 
-@pytest.mark.parametrize("method", ["Tsit5", "DP8", "BDF", "ESDIRK"])
+@pytest.mark.parametrize("method", ["Tsit5", "DP8", "BDF", "ESDIRK", "Rodas4"])
 def test_non_terminal_crossings_counted_with_directions(method):
     prob = make_problem(oscillator, [0.0, 1.0], (0.0, 10.0), [0.0], oscillator_jac)  # sin t
-    rtol = {"Tsit5": 1e-10, "DP8": 1e-10, "BDF": 1e-8, "ESDIRK": 1e-9}[method]
+    rtol = {"Tsit5": 1e-10, "DP8": 1e-10, "BDF": 1e-8, "ESDIRK": 1e-9, "Rodas4": 1e-9}[method]
     both = solve(prob, method, events=Events(two_events, 2), rtol=rtol, atol=rtol)
     assert both.success and both.status == 0 and both.t[-1] == 10.0
     # zeros of sin at pi, 2pi, 3pi (the start at t = 0, exactly on zero, does not fire)

@@ -115,7 +115,7 @@ def test_runs_with_numba_disabled(switch):
         "from tests.problems import lotka_volterra, lotka_volterra_jac, make_problem\n"
         "prob = make_problem(lotka_volterra, [1.0, 1.0], (0.0, 1.0), [1.5, 1.0, 3.0, 1.0],\n"
         "                    lotka_volterra_jac)\n"
-        "for m in ('Tsit5', 'DP8', 'BDF', 'ESDIRK'):\n"
+        "for m in ('Tsit5', 'DP8', 'BDF', 'ESDIRK', 'Rodas4'):\n"
         "    s = solve(prob, m, t_eval=[0.5, 1.0], rtol=1e-6, atol=1e-8)\n"
         "    assert s.success, s.message\n"
         "    print(m, repr(s.y[-1].tolist()))\n"

@@ -1,4 +1,4 @@
-"""Stiff methods (BDF, ESDIRK = TR-BDF2): order, tolerance proportionality, dense and
+"""Stiff methods (BDF, ESDIRK = TR-BDF2, Rodas4): order, tolerance proportionality, dense and
 sparse linear algebra, Newton and Jacobian policy."""
 
 import numpy as np
@@ -127,16 +127,6 @@ def test_esdirk_tolerance_proportionality_and_dense_output():
     assert np.abs(sol.y - ref).max() < 1e-5
 
 
-def test_esdirk_sparse_and_dense_paths_agree():
-    prob, exact = diffusion_problem(64, 0.1)
-    sparse = solve(prob, "ESDIRK", t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
-    prob.jac_sparsity = None
-    dense = solve(prob, "ESDIRK", t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
-    assert sparse.success and dense.success and sparse.stats == dense.stats
-    np.testing.assert_allclose(sparse.y, dense.y, rtol=1e-10, atol=1e-14)
-    assert np.abs(sparse.y[-1] - exact).max() < 1e-4
-
-
 def test_banded_and_sparse_lu_give_the_same_solution():
     """A narrow pattern takes the banded LAPACK path, a wide one splu: same answer."""
     prob, exact = diffusion_problem(64, 0.1)
@@ -149,3 +139,28 @@ def test_banded_and_sparse_lu_give_the_same_solution():
     general = solve(prob, "BDF", t_eval=[0.1], rtol=1e-6, atol=1e-9)
     assert banded.stats == general.stats
     np.testing.assert_allclose(banded.y, general.y, rtol=1e-10, atol=1e-14)
+
+
+def test_rodas4_convergence_order_and_dense_output():
+    exact = scipy.linalg.expm(2.0 * A) @ Y0
+    inner = scipy.linalg.expm(0.37 * A) @ Y0
+    hs = np.array([0.2, 0.1, 0.05, 0.025])
+    errs, dense_errs = [], []
+    for h in hs:
+        sol = solve(linear_problem(), "Rodas4", [0.37, 2.0], 1e10, 1e10, first_step=h, max_step=h)
+        assert sol.success and sol.stats["njev"] == sol.stats["nsteps"]  # J at every step
+        errs.append(np.abs(sol.y[-1] - exact).max())
+        dense_errs.append(np.abs(sol.y[0] - inner).max())
+    assert abs(np.polyfit(np.log(hs), np.log(errs), 1)[0] - 4.0) < 0.3
+    assert np.polyfit(np.log(hs), np.log(dense_errs), 1)[0] > 3.7  # continuous extension
+
+
+@pytest.mark.parametrize("method", ["ESDIRK", "Rodas4"])
+def test_one_step_stiff_sparse_and_dense_paths_agree(method):
+    prob, exact = diffusion_problem(64, 0.1)
+    sparse = solve(prob, method, t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
+    prob.jac_sparsity = None
+    dense = solve(prob, method, t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
+    assert sparse.success and dense.success and sparse.stats == dense.stats
+    np.testing.assert_allclose(sparse.y, dense.y, rtol=1e-10, atol=1e-14)
+    assert np.abs(sparse.y[-1] - exact).max() < 1e-4

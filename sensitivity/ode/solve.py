@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from sensitivity.ode import bdf, esdirk, explicit
+from sensitivity.ode import bdf, esdirk, explicit, rosenbrock
 from sensitivity.ode.control import (
     JAC_SIG,
     MAX_STEPS,
@@ -170,6 +170,7 @@ METHODS = {
     "BDF": bdf.BDF(),
     "TRBDF2": esdirk.ESDIRK(),
     "ESDIRK": esdirk.ESDIRK(),  # the ESDIRK built so far is TR-BDF2 (order 2, L-stable)
+    "Rodas4": rosenbrock.Rodas4(),
 }
 
 EPS = np.finfo(float).eps
