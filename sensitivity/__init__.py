@@ -28,12 +28,24 @@ from sensitivity.inverse.objective import (
 )
 from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
 from sensitivity.inverse.transforms import Bounded, Log, Transform
+from sensitivity.ode.problem import ODEProblem
+from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve
+from sensitivity.sens.forward import ForwardSensitivity, SensitivitySolver, forward_sensitivity
 from sensitivity.testing import verify_gradient
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AbstractObjective",
+    "Events",
+    "ForwardSensitivity",
+    "METHODS",
+    "ODEProblem",
+    "SensitivitySolver",
+    "Solution",
+    "Solver",
+    "forward_sensitivity",
+    "solve",
     "Bounded",
     "Dual",
     "FitResult",

@@ -77,9 +77,10 @@ K = 0
 
 def _jac_t(t, y, p, J):
     n = y.shape[0]
+    r = J.shape[0]  # rows: n for a right-hand side, fewer for an observation function
     ey = np.zeros((n, K))
     yd = dual_array_k(y, ey, 0, K)  # reseeded in place for every chunk of columns
-    out = empty_dual(yd, n)
+    out = empty_dual(yd, r)
     for c0 in range(0, n, K):
         w = min(K, n - c0)
         ey.fill(0.0)
@@ -87,17 +88,17 @@ def _jac_t(t, y, p, J):
             ey[c0 + j, j] = 1.0
         rhs(t, yd, p, out)
         oe = out.eps  # hoisted: a struct member read in the loop costs a refcount each time
-        for i in range(n):
+        for i in range(r):
             for j in range(w):
                 J[i, c0 + j] = oe[i, j]
 
 
 def _param_jac_t(t, y, p, J):
-    n = y.shape[0]
+    r = J.shape[0]
     m = p.shape[0]
     ep = np.zeros((m, K))
     pd = dual_array_k(p, ep, 0, K)
-    out = empty_dual(pd, n)
+    out = empty_dual(pd, r)
     for c0 in range(0, m, K):
         w = min(K, m - c0)
         ep.fill(0.0)
@@ -105,7 +106,7 @@ def _param_jac_t(t, y, p, J):
             ep[c0 + j, j] = 1.0
         rhs(t, y, pd, out)
         oe = out.eps
-        for i in range(n):
+        for i in range(r):
             for j in range(w):
                 J[i, c0 + j] = oe[i, j]
 
@@ -297,8 +298,10 @@ def make_kernel(kind, rhs, K, compile=True, cache=True):
 
     Parameters
     ----------
-    kind : str
-        A key of :data:`TEMPLATES`.
+    kind : str or function
+        A key of :data:`TEMPLATES`, or a template function of another module
+        written the same way (globals ``rhs``, ``K``, ``np``, ``dual_array_k``,
+        ``empty_dual``).
     rhs : numba dispatcher or function
         The compiled right-hand side (from :func:`compile_rhs`), or the plain
         Python function when ``compile`` is False.
@@ -317,9 +320,10 @@ def make_kernel(kind, rhs, K, compile=True, cache=True):
     """
     if not 1 <= K <= KMAX:
         raise ValueError(f"K must lie in [1, {KMAX}], got {K}")
-    tmpl = TEMPLATES[kind]
+    tmpl = TEMPLATES[kind] if isinstance(kind, str) else kind
+    label = kind if isinstance(kind, str) else kind.__name__.strip("_")
     g = {"np": np, "rhs": rhs, "K": K, "dual_array_k": dual_array_k, "empty_dual": empty_dual}
-    name = f"{_py_func(rhs).__name__}_{kind}_K{K}_{fingerprint(rhs)}"
+    name = f"{_py_func(rhs).__name__}_{label}_K{K}_{fingerprint(rhs)}"
     fn = pytypes.FunctionType(tmpl.__code__, g, name)
     fn.__qualname__ = name
     fn.__module__ = __name__

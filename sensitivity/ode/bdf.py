@@ -57,6 +57,7 @@ from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
 EPS = 2.220446049250313e-16
 MAX_ORDER = 5
 NEWTON_MAXITER = 4  # as ode15s: a slow Newton is cheaper to restart with a smaller step
+SENS_MAXITER = 4  # staggered sensitivity corrector: a linear iteration, 1 with a current J
 KAPPA = np.array([0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0])  # NDF, [1] Table 1
 GAMMA = np.concatenate((np.zeros(1), np.cumsum(1.0 / np.arange(1, MAX_ORDER + 1))))
 ALPHA = (1.0 - KAPPA) * GAMMA
@@ -206,16 +207,57 @@ def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, y, d, f, dy):
     return False, NEWTON_MAXITER, -1
 
 
+@jit(twin=True)
+def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n, tol):
+    """Staggered corrector of the sensitivities (CVODES' staggered method).
+
+    With y converged in ``Y[:n]``, solve the linear BDF equations of the sensitivities
+    ``S = Y[n:]`` (row-major (n, K)), ``(I - c J) d_S = c (J S_pred + f_p) - psi_S`` by
+    iterating ``d_S += M^-1 (c (J S + f_p) - psi_S - d_S)`` with the factorised Newton
+    matrix ``M``; ``J S + f_p`` comes from one dual evaluation ``sens`` per iteration. With
+    a current J one iteration solves it; a stale J needs a few. Returns (converged, evals).
+    """
+    N = Y.shape[0]
+    K = (N - n) // n
+    r = np.empty(n)
+    for i in range(n, N):
+        d[i] = 0.0
+        Y[i] = Y_pred[i]
+    old = -1.0
+    for it in range(SENS_MAXITER):
+        sens(t_new, Y, P, F)
+        for k in range(K):
+            for i in range(n):
+                j = n + i * K + k
+                r[i] = c * F[j] - psi[j] - d[j]
+            solve_lu(M, piv, r, r)
+            for i in range(n):
+                dY[n + i * K + k] = r[i]
+        acc = 0.0
+        for i in range(n, N):
+            acc += (dY[i] / scale[i]) ** 2
+            Y[i] += dY[i]
+            d[i] += dY[i]
+        norm = np.sqrt(acc / (N - n))
+        if not np.isfinite(norm) or (old > 0.0 and norm > 0.5 * old):
+            return False, it + 1  # diverging or stagnating: the caller renews J
+        if norm <= 1e-3 * tol:
+            return True, it + 1
+        old = norm
+    return False, SENS_MAXITER
+
+
 @jit()
-def choose_order(D, order, max_order, err_norm, scale, safety):
+def choose_order(D, order, max_order, err_norm, scale, safety, n_err):
     """Return (new order, step factor) from the error estimates of orders k-1, k, k+1.
 
     The estimate for order k is ``ERROR_CONST[k] * D[k + 1]`` (after the update of D, the
-    order k+1 difference is ``D[order + 2]``), as in [1].
+    order k+1 difference is ``D[order + 2]``), as in [1]; the norm runs over the first
+    ``n_err`` components.
     """
     best, new_order = -1.0, order
     for k in range(max(order - 1, 1), min(order + 1, max_order) + 1):
-        e = err_norm if k == order else wrms(ERROR_CONST[k], D[k + 1], scale)
+        e = err_norm if k == order else wrms(ERROR_CONST[k], D[k + 1, :n_err], scale[:n_err])
         fac = np.inf if e == 0.0 else e ** (-1.0 / (k + 1))
         if fac > best:
             best, new_order = fac, k
@@ -234,15 +276,23 @@ def bdf_dense(D, order, Q):
 
 
 @jit(twin=True)
-def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
     Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
-    min_order]``.
+    min_order, n_y, n_err]``.
+
+    Forward sensitivities: with ``0 < n_y < len(y0)`` the state is ``[y (n_y), S (n_y, K)]``,
+    ``sens(t, Y, P, dY)`` its right-hand side (:mod:`sensitivity.sens.kernels`) and ``P``
+    its parameters; y runs the Newton iteration with ``rhs``, ``p`` and ``jac``, then
+    :func:`sens_corrector` gives S with the same factorisation. The error norm covers the
+    first ``n_err`` components. Without sensitivities pass ``sens = rhs`` and ``P = p``.
     Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
     """
-    n = y0.shape[0]
+    N = y0.shape[0]
+    n = int(opts[7]) if opts[7] > 0.0 else N
+    n_err = int(opts[8]) if opts[8] > 0.0 else N
     rtol, atol = tol[0], tol[1:]
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
@@ -251,24 +301,24 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
-    f, y, d, dy, work = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    y_pred, psi, scale = np.empty(n), np.empty(n), np.empty(n)
+    f, y, d, dy, work = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
+    y_pred, psi, scale = np.empty(N), np.empty(N), np.empty(N)
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
-    Q = np.zeros((n, MAX_ORDER))
+    Q = np.zeros((N, MAX_ORDER))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], MAX_ORDER)
-    rhs(t0, y0, p, f)
+    sens(t0, y0, P, f)
     g(t0, y0, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
     if h_abs <= 0.0:
-        h_abs = initial_step(rhs, t0, y0, f, p, direction, 1, rtol, atol, max_step, work, dy)
+        h_abs = initial_step(sens, t0, y0, f, P, direction, 1, rtol, atol, max_step, work, dy)
         counts[0] += 1
     h_abs = min(h_abs, max_step)
-    D = np.zeros((MAX_ORDER + 3, n))
+    D = np.zeros((MAX_ORDER + 3, N))
     D[0] = y0
     D[1] = f * h_abs * direction
-    J = new_jacobian(jac, t0, y0, p, np.empty((n, n)))
+    J = new_jacobian(jac, t0, y0[:n], p, np.empty((n, n)))
     M, piv = np.empty((n, n)), np.zeros(n, np.int64)
     counts[1] = 1
     current_jac, lu_valid, order, n_equal, t = True, False, 1, 0, t0
@@ -300,12 +350,30 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
                 counts[2] += 1
                 lu_valid = True
             ok, n_iter, bad = newton(
-                rhs, t_new, y_pred, c, psi, M, piv, scale, p, newton_tol, y, d, f, dy
+                rhs,
+                t_new,
+                y_pred[:n],
+                c,
+                psi[:n],
+                M,
+                piv,
+                scale[:n],
+                p,
+                newton_tol,
+                y[:n],
+                d[:n],
+                f[:n],
+                dy[:n],
             )
             counts[0] += n_iter
+            if ok and n < N:
+                ok, n_iter = sens_corrector(
+                    sens, t_new, y, y_pred, c, psi, M, piv, scale, P, d, f, dy, n, newton_tol
+                )
+                counts[0] += n_iter
             if ok or current_jac or bad >= 0:
                 break
-            J = new_jacobian(jac, t_new, y_pred, p, J)
+            J = new_jacobian(jac, t_new, y_pred[:n], p, J)
             counts[1] += 1
             current_jac, lu_valid = True, False
         if not ok:
@@ -319,7 +387,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             continue
         safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
         set_scale(atol, rtol, y, scale)
-        err_norm = wrms(ERROR_CONST[order], d, scale)
+        err_norm = wrms(ERROR_CONST[order], d[:n_err], scale[:n_err])
         if err_norm > 1.0:
             fac = max(MIN_FACTOR, safety * err_norm ** (-1.0 / (order + 1)))
             h_abs *= fac
@@ -365,7 +433,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
         n_equal += 1
         if n_equal < order + 1:
             continue
-        order, fac = choose_order(D, order, max_order, err_norm, scale, safety)
+        order, fac = choose_order(D, order, max_order, err_norm, scale, safety, n_err)
         if order < min_order:  # only to test a fixed order (see BDF.min_order)
             order += 1
         h_abs *= fac
@@ -375,12 +443,13 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
 
 
 @jit()
-def bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
-    """:func:`bdf_solve` with ``addr = [rhs (2), g (2), jac (2)]`` function addresses."""
+def bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
+    """:func:`bdf_solve` with ``addr = [rhs (2), g (2), jac (2), sens (2)]`` addresses."""
     rhs = as_rhs(addr[0], addr[1])
     g = as_rhs(addr[2], addr[3])
     jac = as_jac(addr[4], addr[5])
-    return bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
+    sens = as_rhs(addr[6], addr[7])
+    return bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P)
 
 
 @dataclass(frozen=True)
@@ -395,17 +464,41 @@ class BDF:
     min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
 
     def run(
-        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+        self,
+        fns,
+        compiled,
+        t_span,
+        y0,
+        p,
+        tol,
+        opts,
+        t_eval,
+        ev,
+        sparse_jac=None,
+        pattern=None,
+        sens=None,
+        P=None,
+        n_y=0,
+        n_err=0,
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
 
         With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
-        banded or sparse LU (:func:`sensitivity.ode.linsolve.choose`).
+        banded or sparse LU (:func:`sensitivity.ode.linsolve.choose`). Forward
+        sensitivities: ``sens`` (the function, or its two addresses when compiled), ``P``,
+        ``n_y`` and ``n_err`` as in :func:`bdf_solve`.
         """
-        opts = np.concatenate([opts, [float(self.max_order), float(self.min_order)]])
-        if sparse_jac is not None:
-            kernel = python_twin(bdf_solve, linsolve.choose(pattern))
-            return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
-        if compiled:
-            return bdf_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
-        return python_twin(bdf_solve)(fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
+        extra = [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]
+        opts = np.concatenate([opts, extra])
+        P = p if P is None else P
+        if sparse_jac is not None or not compiled:
+            rhs, g = fns[0], fns[1]
+            sens = rhs if sens is None else sens
+            if sparse_jac is not None:
+                kernel = python_twin(bdf_solve, linsolve.choose(pattern))
+                jac = sparse_jac
+            else:
+                kernel, jac = python_twin(bdf_solve), fns[2]
+            return kernel(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
+        addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
+        return bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)

@@ -1,0 +1,134 @@
+"""Compiled kernels of the sensitivity solvers, built from the dual-number templates.
+
+Templates follow :func:`sensitivity.ad.nb.make_kernel`: plain functions whose
+globals ``rhs`` (the user's compiled function), ``K`` (partials per sweep),
+``dual_array_k`` and ``empty_dual`` are bound per problem, compiled with numba
+(cached on disk under a name carrying the function's fingerprint), or run as
+plain Python on the numpy-level duals when ``compile=False``.
+
+* ``sens_rhs(t, Y, P, dY)``: the forward-sensitivity system in one dual
+  evaluation of f. State layout ``Y = [y (n), S (n, K) row-major]``, parameter
+  layout ``P = [p (m), E (m, K) row-major]`` with E the parameter seeds, so
+  ``dY = [f(t, y, p), J S + f_p E]``.
+* ``grad(t, y, p, g_y, g_p) -> g``: value and gradients of a scalar
+  ``g(t, y, p)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from sensitivity.ad import nb
+
+# template globals, bound by make_kernel (declared for linters; never used here)
+rhs = None
+K = 0
+dual_array_k = None
+empty_dual = None
+
+
+def _sens_rhs(t, Y, P, dY):
+    n = Y.shape[0] // (K + 1)
+    m = P.shape[0] // (K + 1)
+    # duals over views of the flat arrays: no copies, the output lands in dY
+    yd = dual_array_k(Y[:n], Y[n:].reshape((n, K)), 0, K)
+    pd = dual_array_k(P[:m], P[m:].reshape((m, K)), 0, K)
+    out = dual_array_k(dY[:n], dY[n:].reshape((n, K)), 0, K)
+    rhs(t, yd, pd, out)
+
+
+def _scalar_grad(t, y, p, gy, gp):
+    n = y.shape[0]
+    m = p.shape[0]
+    ey = np.zeros((n, K))
+    yd = dual_array_k(y, ey, 0, K)
+    out = empty_dual(yd, 1)
+    value = 0.0
+    for c0 in range(0, n, K):
+        w = min(K, n - c0)
+        ey.fill(0.0)
+        for j in range(w):
+            ey[c0 + j, j] = 1.0
+        out[0] = rhs(t, yd, p)
+        value = out.val[0]
+        for j in range(w):
+            gy[c0 + j] = out.eps[0, j]
+    ep = np.zeros((m, K))
+    pd = dual_array_k(p, ep, 0, K)
+    outp = empty_dual(pd, 1)
+    for c0 in range(0, m, K):
+        w = min(K, m - c0)
+        ep.fill(0.0)
+        for j in range(w):
+            ep[c0 + j, j] = 1.0
+        outp[0] = rhs(t, y, pd)
+        value = outp.val[0]
+        for j in range(w):
+            gp[c0 + j] = outp.eps[0, j]
+    return value
+
+
+@lru_cache(maxsize=256)
+def sens_rhs_kernel(f, K, compile=True):
+    """Return the compiled forward-sensitivity right-hand side for ``f`` and K columns.
+
+    Parameters
+    ----------
+    f : numba dispatcher or function
+        The compiled right-hand side (``prob.rhs_kernel``), or the Python
+        function when ``compile`` is False.
+    K : int
+        Sensitivity columns carried.
+    compile : bool
+    """
+    return nb.make_kernel(_sens_rhs, f, K, compile=compile)
+
+
+@lru_cache(maxsize=256)
+def scalar_gradient_kernel(g, compile=True, K=nb.CHUNK):
+    """Return ``grad(t, y, p, g_y, g_p) -> value`` for a scalar ``g(t, y, p)``."""
+    fn = nb.compile_rhs(g) if compile else g
+    return nb.make_kernel(_scalar_grad, fn, K, compile=compile)
+
+
+@lru_cache(maxsize=256)
+def vector_jacobian_kernels(h, n_out, compile=True, K=nb.CHUNK):
+    """Return ``(h, dh_dy, dh_dp)`` kernels for ``h(t, y, p, out)`` with ``out`` (n_out,).
+
+    ``dh_dy(t, y, p, H)`` fills H (n_out, n); ``dh_dp(t, y, p, H)`` fills (n_out, m).
+    """
+    fn = nb.compile_rhs(h) if compile else h
+    return (
+        fn,
+        nb.make_kernel("jac", fn, K, compile=compile),
+        nb.make_kernel("param_jac", fn, K, compile=compile),
+    )
+
+
+def seeds(m, n, columns):
+    """Seed arrays for a chunk of sensitivity columns.
+
+    Parameters
+    ----------
+    m, n : int
+        Numbers of parameters and states.
+    columns : sequence of int
+        Global column indices: ``j < m`` is parameter j, ``j >= m`` is y0[j - m].
+
+    Returns
+    -------
+    E : ndarray, shape (m, K)
+        Parameter seeds.
+    S0 : ndarray, shape (n, K)
+        Initial sensitivities.
+    """
+    k = len(columns)
+    E, S0 = np.zeros((m, k)), np.zeros((n, k))
+    for c, j in enumerate(columns):
+        if j < m:
+            E[j, c] = 1.0
+        else:
+            S0[j - m, c] = 1.0
+    return E, S0
