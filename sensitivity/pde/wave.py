@@ -1,0 +1,491 @@
+"""2-D acoustic waves: leapfrog in time, 4th order in space, with an exact discrete adjoint.
+
+The equation, in squared slowness ``m = 1/v**2`` with a damping sponge of rate
+``sigma`` (1/s; zero inside the physical domain), is
+
+    m u_tt + m sigma u_t - (u_xx + u_zz) = sum_s q_s(t) delta(x - x_s),
+
+discretised with central differences in time (leapfrog) and the 4th-order
+central stencil ``(-1/12, 4/3, -5/2, 4/3, -1/12) / h**2`` in space, with
+``u = 0`` outside the grid. Per node, with ``A = m (1/dt^2 + sigma/(2 dt))``,
+``B = m (1/dt^2 - sigma/(2 dt))``, ``C = 2 m/dt^2``,
+
+    u^{n+1} = A^{-1} [ (C + L) u^n - B u^{n-1} + S q^n ],   u^0 = u^{-1} = 0,
+    d^n     = R u^n,                                          n = 0 ... nt-1,
+
+``S`` the source injection (bilinear, divided by the cell area) and ``R`` the
+receiver sampling (:mod:`sensitivity.pde.points`). ``L`` is symmetric, so the
+discrete adjoint (the exact transpose of the scheme, not a separately
+discretised adjoint equation) is the same scheme run backwards:
+
+    mu^n = A^{-1} [ (C + L) mu^{n+1} - B mu^{n+2} + R^T r^n ],   mu^{nt} = mu^{nt+1} = 0,
+
+with ``r^n = d^n - d_obs^n`` for the misfit ``J = 1/2 sum_n |d^n - d_obs^n|^2``.
+The gradient with respect to ``m`` is the imaging condition
+
+    dJ/dm = - sum_n mu^{n+1} [ (u^{n+1} - 2 u^n + u^{n-1}) / dt^2
+                               + sigma (u^{n+1} - u^{n-1}) / (2 dt) ],
+
+and ``dJ/dv = dJ/dm * (-2 / v**3)``. The wavefields needed by the imaging
+condition are stored (store-all) or recomputed from checkpoints chosen by
+:mod:`sensitivity.sens.checkpoint` within a memory budget; both paths run the
+same compiled kernels in the same order and give identical gradients.
+
+References
+----------
+.. [1] R.-E. Plessix, "A review of the adjoint-state method for computing the
+   gradient of a functional with geophysical applications", Geophys. J. Int.
+   167, 495-503, 2006.
+.. [2] M. Louboutin et al., "Full-waveform inversion, Part 1: Forward modeling"
+   and "Part 2: adjoint modeling", The Leading Edge 36(12), 2017 and 37(1),
+   2018 (Devito tutorials; the same equation and sponge formulation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from sensitivity.pde.points import HALO, PointSet, inject, sample
+from sensitivity.sens import checkpoint as cp
+
+# 4th-order central second derivative: (-1/12, 4/3, -5/2, 4/3, -1/12) / h^2
+D2_4TH = (-5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0)
+# Largest |eigenvalue| * h^2 of that stencil (at the Nyquist wavenumber): 16/3.
+_D2_4TH_MAX = 16.0 / 3.0
+
+
+def ricker(t, f0, t0):
+    """Ricker wavelet ``(1 - 2 a) exp(-a)``, ``a = (pi f0 (t - t0))**2``."""
+    a = (np.pi * f0 * (np.asarray(t, dtype=float) - t0)) ** 2
+    return (1.0 - 2.0 * a) * np.exp(-a)
+
+
+def cfl_dt(spacing, v_max, safety=0.9):
+    """Largest stable leapfrog time step times ``safety``.
+
+    Stability needs ``dt**2 v**2 lambda_max(-L) <= 4`` with ``lambda_max =
+    (16/3) (1/hx^2 + 1/hz^2)`` for the 4th-order stencil.
+    """
+    hx, hz = spacing
+    lam = _D2_4TH_MAX * (1.0 / hx**2 + 1.0 / hz**2)
+    return float(safety * 2.0 / (v_max * np.sqrt(lam)))
+
+
+@njit(cache=True)
+def step(u, up, un, ia, c, b, cx0, cx1, cx2, cz0, cz1, cz2):
+    """``un = A^{-1} [(C + L) u - B up]`` on padded fields (also the adjoint step)."""
+    nx, nz = ia.shape
+    c0 = cx0 + cz0
+    for i in range(nx):
+        ii = i + 2
+        for j in range(nz):
+            jj = j + 2
+            lap = (
+                c0 * u[ii, jj]
+                + cx1 * (u[ii - 1, jj] + u[ii + 1, jj])
+                + cx2 * (u[ii - 2, jj] + u[ii + 2, jj])
+                + cz1 * (u[ii, jj - 1] + u[ii, jj + 1])
+                + cz2 * (u[ii, jj - 2] + u[ii, jj + 2])
+            )
+            un[ii, jj] = ia[i, j] * (c[i, j] * u[ii, jj] - b[i, j] * up[ii, jj] + lap)
+
+
+@njit(cache=True)
+def image(g, mu, un, u, up, sig, idt2, i2dt):
+    """``g -= mu [(un - 2u + up)/dt^2 + sig (un - up)/(2dt)]`` (imaging condition)."""
+    nx, nz = g.shape
+    for i in range(nx):
+        for j in range(nz):
+            ii = i + 2
+            jj = j + 2
+            d2 = (un[ii, jj] - 2.0 * u[ii, jj] + up[ii, jj]) * idt2
+            d1 = (un[ii, jj] - up[ii, jj]) * i2dt
+            g[i, j] -= mu[ii, jj] * (d2 + sig[i, j] * d1)
+
+
+@njit(cache=True)
+def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, store):
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    up = np.zeros((nx + 4, nz + 4))
+    u = np.zeros((nx + 4, nz + 4))
+    un = np.zeros((nx + 4, nz + 4))
+    keep = store.shape[0] > 0
+    for n in range(nt):
+        sample(u, ridx, rw, data[n])
+        if keep:
+            store[n, :, :] = u
+        if n == nt - 1:
+            break
+        step(u, up, un, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+        inject(un, sidx, sw, q[n], ia)
+        up, u, un = u, un, up
+
+
+@njit(cache=True)
+def _adjoint_source_loop(nt, coef, cs, sidx, sw, ridx, rw, r, qbar):
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    m2 = np.zeros((nx + 4, nz + 4))  # mu^{n+2}
+    m1 = np.zeros((nx + 4, nz + 4))  # mu^{n+1}
+    m0 = np.zeros((nx + 4, nz + 4))  # mu^n
+    for n in range(nt - 1, -1, -1):
+        sample(m1, sidx, sw, qbar[n])  # dJ/dq^n = S^T mu^{n+1}
+        step(m1, m2, m0, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+        inject(m0, ridx, rw, r[n], ia)
+        m2, m1, m0 = m1, m0, m2
+
+
+@njit(cache=True)
+def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, ddata):
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    pad = (nx + 4, nz + 4)
+    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    dup, du, dun = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    src = np.zeros((nx, nz))
+    for n in range(nt):
+        sample(u, ridx, rw, data[n])
+        sample(du, ridx, rw, ddata[n])
+        if n == nt - 1:
+            break
+        step(u, up, un, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+        inject(un, sidx, sw, q[n], ia)
+        step(du, dup, dun, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+        src[:, :] = 0.0
+        image(src, dm, un, u, up, sig, idt2, i2dt)  # src = -dm * dG/dm
+        for i in range(nx):
+            for j in range(nz):
+                dun[i + 2, j + 2] += ia[i, j] * src[i, j]
+        up, u, un = u, un, up
+        dup, du, dun = du, dun, dup
+
+
+@njit(cache=True)
+def _adjoint_step(n, nt, coef, cs, ridx, rw, r, m1, m2, m0, un, u, up, sig, idt2, i2dt, g):
+    """Reverse step n: image with mu^{n+1}, then mu^n into m0."""
+    if n < nt - 1:
+        image(g, m1, un, u, up, sig, idt2, i2dt)
+    step(m1, m2, m0, coef[0], coef[1], coef[2], cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+    inject(m0, ridx, rw, r[n], coef[0])
+
+
+@njit(cache=True)
+def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, sig, idt2, i2dt, g):
+    nx, nz = g.shape
+    pad = (nx + 4, nz + 4)
+    m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    zero = np.zeros(pad)
+    for n in range(nt - 1, -1, -1):
+        un = store[n + 1] if n < nt - 1 else zero
+        up = store[n - 1] if n > 0 else zero
+        u = store[n]
+        _adjoint_step(n, nt, coef, cs, ridx, rw, r, m1, m2, m0, un, u, up, sig, idt2, i2dt, g)
+        m2, m1, m0 = m1, m0, m2
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """Misfit, gradient and cost of :meth:`Acoustic2D.gradient`.
+
+    Attributes
+    ----------
+    value : float
+        ``1/2 sum |d - d_obs|^2``.
+    grad : ndarray, shape (nx, nz)
+        dJ/dm (squared slowness).
+    residual : ndarray, shape (nt, n_receivers)
+    stats : dict
+        ``schedule``, ``forward_steps``, ``recompute_factor``,
+        ``n_snapshots``, ``stored_bytes`` (peak bytes of stored wavefields)
+        and ``budget_bytes``.
+    """
+
+    value: float
+    grad: np.ndarray
+    residual: np.ndarray
+    stats: dict
+
+
+@dataclass(frozen=True)
+class Acoustic2D:
+    """A 2-D acoustic modelling set-up: grid, time axis, sponge, sources, receivers.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(nx, nz)`` computational nodes (sponge included).
+    spacing : tuple of float
+        ``(hx, hz)`` in metres.
+    dt : float
+        Time step in seconds (see :func:`cfl_dt`).
+    nt : int
+        Number of time samples ``t_n = n dt``, ``n = 0 ... nt-1``.
+    sigma : ndarray, shape (nx, nz)
+        Damping rate in 1/s (:func:`sensitivity.pde.boundary.sponge`).
+    sources, receivers : PointSet
+        From :func:`sensitivity.pde.points.point_set` (coordinates of the
+        computational grid).
+    """
+
+    shape: tuple
+    spacing: tuple
+    dt: float
+    nt: int
+    sigma: np.ndarray
+    sources: PointSet
+    receivers: PointSet
+
+    def __post_init__(self):
+        if np.shape(self.sigma) != tuple(self.shape):
+            raise ValueError(f"sigma must have shape {self.shape}, got {np.shape(self.sigma)}")
+        if not (self.dt > 0 and int(self.nt) >= 2):
+            raise ValueError(f"need dt > 0 and nt >= 2, got dt={self.dt}, nt={self.nt}")
+
+    # -- set-up ---------------------------------------------------------------------------
+    @property
+    def wavefield_bytes(self):
+        """Bytes of one padded wavefield."""
+        return 8 * (self.shape[0] + 2 * HALO) * (self.shape[1] + 2 * HALO)
+
+    def _cs(self):
+        hx, hz = self.spacing
+        return np.array([D2_4TH[0] / hx**2, D2_4TH[1] / hx**2, D2_4TH[2] / hx**2,
+                         D2_4TH[0] / hz**2, D2_4TH[1] / hz**2, D2_4TH[2] / hz**2])  # fmt: skip
+
+    def coefficients(self, m):
+        """``(A^{-1}, C, B)`` per node, stacked, shape (3, nx, nz)."""
+        m = self._check_m(m)
+        dt = self.dt
+        a = m * (1.0 / dt**2 + self.sigma / (2 * dt))
+        return np.stack([1.0 / a, 2.0 * m / dt**2, m * (1.0 / dt**2 - self.sigma / (2 * dt))])
+
+    def _check_m(self, m):
+        m = np.asarray(m, dtype=float)
+        if m.shape != tuple(self.shape):
+            raise ValueError(f"m must have shape {tuple(self.shape)}, got {m.shape}")
+        if not np.all(np.isfinite(m) & (m > 0)):
+            raise ValueError("m (squared slowness) must be finite and positive")
+        return m
+
+    def _check_q(self, q):
+        q = np.ascontiguousarray(q, dtype=float)
+        if q.shape != (self.nt, self.sources.n):
+            raise ValueError(f"q must have shape (nt, n_sources) = {(self.nt, self.sources.n)}")
+        return q
+
+    def _src_w(self):
+        return self.sources.weights / (self.spacing[0] * self.spacing[1])
+
+    # -- operators ------------------------------------------------------------------------
+    def forward(self, m, q, save=False):
+        """Model receiver data ``d = F(m) q``.
+
+        Parameters
+        ----------
+        m : ndarray, shape (nx, nz)
+            Squared slowness (s^2/m^2).
+        q : ndarray, shape (nt, n_sources)
+            Source time functions.
+        save : bool
+            Also return every wavefield, shape (nt, nx + 4, nz + 4) (with halo).
+
+        Returns
+        -------
+        data : ndarray, shape (nt, n_receivers)
+        wavefields : ndarray, only when ``save``
+        """
+        coef, q = self.coefficients(m), self._check_q(q)
+        data = np.empty((self.nt, self.receivers.n))
+        pad = (self.shape[0] + 4, self.shape[1] + 4)
+        store = np.empty((self.nt if save else 0,) + pad)
+        r, s = self.receivers, self.sources
+        _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
+                      data, store)  # fmt: skip
+        return (data, store) if save else data
+
+    def adjoint_source(self, m, r):
+        """The transpose of ``q -> F(m) q``: receiver residuals to source signals.
+
+        Parameters
+        ----------
+        r : ndarray, shape (nt, n_receivers)
+
+        Returns
+        -------
+        ndarray, shape (nt, n_sources)
+        """
+        coef = self.coefficients(m)
+        r = np.ascontiguousarray(r, dtype=float)
+        if r.shape != (self.nt, self.receivers.n):
+            raise ValueError(f"r must have shape (nt, n_receivers) = {(self.nt, self.receivers.n)}")
+        qbar = np.zeros((self.nt, self.sources.n))
+        s, rc = self.sources, self.receivers
+        _adjoint_source_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), rc.idx,
+                             rc.weights, r, qbar)  # fmt: skip
+        return qbar
+
+    def born(self, m, q, dm):
+        """Data and their directional derivative along ``dm`` (tangent-linear model).
+
+        Forward mode, independent of the adjoint: ``(F(m) q, dF/dm[dm] q)``.
+        """
+        coef, q = self.coefficients(m), self._check_q(q)
+        dm = np.ascontiguousarray(dm, dtype=float)
+        if dm.shape != tuple(self.shape):
+            raise ValueError(f"dm must have shape {tuple(self.shape)}, got {dm.shape}")
+        d = np.empty((self.nt, self.receivers.n))
+        dd = np.empty_like(d)
+        s, r = self.sources, self.receivers
+        dmp = np.pad(dm, HALO)
+        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights, dmp,
+                   self.sigma, 1.0 / self.dt**2, 0.5 / self.dt, d, dd)  # fmt: skip
+        return d, dd
+
+    # -- gradient -------------------------------------------------------------------------
+    def gradient(self, m, q, d_obs, memory_budget=None, schedule=None, residual=None):
+        """Misfit ``1/2 |F(m) q - d_obs|^2`` and its gradient with respect to ``m``.
+
+        Parameters
+        ----------
+        m : ndarray, shape (nx, nz)
+        q : ndarray, shape (nt, n_sources)
+        d_obs : ndarray, shape (nt, n_receivers)
+        memory_budget : int or str, optional
+            Bytes for the wavefields of this call (``"200MB"``), working arrays
+            included. ``None``: store every time step.
+        schedule : Schedule, optional
+            An explicit :mod:`sensitivity.sens.checkpoint` plan over ``nt``
+            steps (overrides ``memory_budget``).
+        residual : ndarray, shape (nt, n_receivers), optional
+            Back-propagate this instead of ``d - d_obs``: the gradient is then
+            ``J^T residual`` with ``J = dF/dm`` (for dot-product tests); the
+            value is still ``1/2 |residual|^2``.
+
+        Returns
+        -------
+        GradientResult
+        """
+        coef, q = self.coefficients(m), self._check_q(q)
+        d_obs = np.ascontiguousarray(d_obs, dtype=float)
+        if d_obs.shape != (self.nt, self.receivers.n):
+            want = (self.nt, self.receivers.n)
+            raise ValueError(f"d_obs must have shape (nt, n_receivers) = {want}")
+        work = self.working_bytes()
+        if schedule is None and memory_budget is not None:
+            schedule = cp.from_budget(self.nt, 2 * self.wavefield_bytes, memory_budget, work)
+            if schedule.name == "store_all":
+                schedule = None
+        if schedule is None:
+            res = self._gradient_stored(coef, q, d_obs, residual)
+        else:
+            res = self._gradient_checkpointed(coef, q, d_obs, schedule, residual)
+        res.stats["budget_bytes"] = None if memory_budget is None else cp.parse_bytes(memory_budget)
+        return res
+
+    def working_bytes(self):
+        """Bytes of the arrays a gradient call needs besides stored wavefields."""
+        nx, nz = self.shape
+        return 8 * self.wavefield_bytes + 8 * 8 * nx * nz + 8 * 4 * self.nt * self.receivers.n
+
+    def _gradient_stored(self, coef, q, d_obs, residual):
+        data, store = self.forward_stored(coef, q)
+        r = data - d_obs if residual is None else np.array(residual, dtype=float)
+        g = np.zeros(self.shape)
+        rc = self.receivers
+        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store,
+                             self.sigma, 1.0 / self.dt**2, 0.5 / self.dt, g)  # fmt: skip
+        stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
+                     n_snapshots=self.nt, stored_bytes=store.nbytes)  # fmt: skip
+        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+
+    def forward_stored(self, coef, q):
+        data = np.empty((self.nt, self.receivers.n))
+        store = np.empty((self.nt, self.shape[0] + 4, self.shape[1] + 4))
+        s, r = self.sources, self.receivers
+        _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
+                      data, store)  # fmt: skip
+        return data, store
+
+    def _gradient_checkpointed(self, coef, q, d_obs, schedule, residual):
+        if schedule.n_steps != self.nt:
+            raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
+        cs, s, rc, nt = self._cs(), self.sources, self.receivers, self.nt
+        sw = self._src_w()
+        pad = (self.shape[0] + 4, self.shape[1] + 4)
+        data = np.empty((nt, rc.n))
+        r = np.empty((nt, rc.n))
+        g = np.zeros(self.shape)
+        mu = [np.zeros(pad), np.zeros(pad), np.zeros(pad)]  # mu^{n+2}, mu^{n+1}, scratch
+        kept = {"u": np.zeros(pad)}  # u^{n+1} from the previous reversal
+
+        def advance(n, state):
+            u, up = state
+            un = np.zeros(pad)  # the halo must stay zero
+            step(u, up, un, coef[0], coef[1], coef[2], cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
+            inject(un, s.idx, sw, q[n], coef[0])
+            return un, u
+
+        def reverse(n, state):
+            u, up = state
+            sample(u, rc.idx, rc.weights, data[n])
+            r[n] = data[n] - d_obs[n] if residual is None else residual[n]
+            m2, m1, m0 = mu
+            _adjoint_step(n, nt, coef, cs, rc.idx, rc.weights, r, m1, m2, m0, kept["u"], u, up,
+                          self.sigma, 1.0 / self.dt**2, 0.5 / self.dt, g)  # fmt: skip
+            mu[:] = [m1, m0, m2]
+            kept["u"] = u
+
+        zero = (np.zeros(pad), np.zeros(pad))
+        st = cp.run(schedule, zero, advance, reverse)
+        stats = dict(schedule=schedule.name, forward_steps=st.forward_steps,
+                     recompute_factor=st.recompute_factor, n_snapshots=st.peak_snapshots,
+                     stored_bytes=st.peak_snapshots * 2 * self.wavefield_bytes)  # fmt: skip
+        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+
+
+def forward_numpy(setup, m, q):
+    """The same scheme in vectorised numpy (reference and benchmark baseline).
+
+    Works on :class:`sensitivity.ad.dual.Dual` models too (forward-mode
+    derivatives of the data), which the tests use as an independent check.
+    Returns the data, shape (nt, n_receivers).
+    """
+    nx, nz = setup.shape
+    dt, sig = setup.dt, setup.sigma
+    cs = setup._cs()
+    inv_a = 1.0 / (m * (1.0 / dt**2 + sig / (2 * dt)))
+    c = 2.0 * m / dt**2
+    b = m * (1.0 / dt**2 - sig / (2 * dt))
+    src = np.zeros((setup.nt, nx, nz))
+    sw = setup._src_w()
+    for p in range(setup.sources.n):
+        for k in range(4):
+            i, j = setup.sources.idx[p, k]
+            src[:, i, j] += sw[p, k] * q[:, p]
+    ri, rj = setup.receivers.idx[..., 0], setup.receivers.idx[..., 1]
+    rw = setup.receivers.weights
+    zx, zz = np.zeros((2, nz)), np.zeros((nx + 4, 2))
+
+    def pad(x):
+        return np.concatenate([zz, np.concatenate([zx, x, zx], axis=0), zz], axis=1)
+
+    up = u = np.zeros((nx, nz))
+    data = []
+    for n in range(setup.nt):
+        data.append(np.sum(rw * u[ri, rj], axis=1))
+        if n == setup.nt - 1:
+            break
+        w = pad(u)
+        lap = (
+            (cs[0] + cs[3]) * u
+            + cs[1] * (w[1:-3, 2:-2] + w[3:-1, 2:-2])
+            + cs[2] * (w[:-4, 2:-2] + w[4:, 2:-2])
+            + cs[4] * (w[2:-2, 1:-3] + w[2:-2, 3:-1])
+            + cs[5] * (w[2:-2, :-4] + w[2:-2, 4:])
+        )
+        up, u = u, inv_a * (c * u - b * up + lap + src[n])
+    return np.stack(data)
