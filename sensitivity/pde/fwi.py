@@ -151,7 +151,8 @@ class FWIProblem:
         if d_obs.shape != want:
             raise ValueError(f"d_obs must have shape (n_shots, nt, n_receivers) = {want}")
         m = ve**-2.0
-        jobs = [(self, k, m, d_obs[k], memory_budget) for k in range(self.n_shots)]
+        ws = {} if executor is None else None  # in process: one wavefield store for all shots
+        jobs = [(self, k, m, d_obs[k], memory_budget, ws) for k in range(self.n_shots)]
         results = _map(executor, _shot_gradient, jobs)
         value = float(sum(r[0] for r in results))
         gm = np.sum([r[1] for r in results], axis=0)
@@ -165,8 +166,9 @@ def _shot_forward(job):
 
 
 def _shot_gradient(job):
-    problem, k, m, d, budget = job
-    res = problem.shot(k).gradient(m, problem.wavelet[:, None], d, memory_budget=budget)
+    problem, k, m, d, budget, ws = job
+    shot = problem.shot(k)
+    res = shot.gradient(m, problem.wavelet[:, None], d, memory_budget=budget, workspace=ws)
     return res.value, res.grad, res.stats
 
 
