@@ -27,8 +27,9 @@ def _replay(schedule, n, seed=0):
         xs.append(np.sin(a[i] * xs[-1]) + 0.1)
     seen = {}
 
-    def advance(i, x):
-        x[:] = np.sin(a[i] * x) + 0.1  # in place: stored checkpoints must be copies
+    def advance(i, j, x):
+        for k in range(i, j):
+            x[:] = np.sin(a[k] * x) + 0.1  # in place: stored checkpoints must be copies
         return x
 
     def reverse(i, x):
@@ -98,7 +99,7 @@ def test_online_checkpointer_unknown_step_count(n):
     stats = cp.run(
         sched,
         None,
-        lambda i, x: np.sin(a[i] * x) + 0.1,
+        lambda i, j, x: _steps(a, i, j, x),
         lambda i, x: seen.__setitem__(i, x[0]),
         checkpoints=oc.store,
     )
@@ -145,3 +146,9 @@ def _online_sched():
     for i in range(4):
         oc.record(i, np.zeros(1))
     return oc.schedule(4)
+
+
+def _steps(a, i, j, x):
+    for k in range(i, j):
+        x = np.sin(a[k] * x) + 0.1
+    return x

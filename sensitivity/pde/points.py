@@ -99,13 +99,16 @@ def sample(u, idx, w, out):
 
 
 @njit(cache=True)
-def inject(u, idx, w, values, scale):
-    """``u[idx[p, k] + HALO] += scale[idx[p, k]] w[p, k] values[p]`` (``R^T``, scaled)."""
+def inject(u, idx, w, values, scale, o):
+    """``u[idx[p, k] + o] += scale[idx[p, k]] w[p, k] values[p]`` (``R^T``, scaled).
+
+    ``o`` is the halo of ``u``: :data:`HALO` for padded fields, 0 otherwise.
+    """
     for p in range(idx.shape[0]):
         for k in range(4):
             i = idx[p, k, 0]
             j = idx[p, k, 1]
-            u[i + 2, j + 2] += scale[i, j] * w[p, k] * values[p]
+            u[i + o, j + o] += scale[i, j] * w[p, k] * values[p]
 
 
 def sample_field(u, points):
@@ -118,5 +121,5 @@ def sample_field(u, points):
 def inject_values(values, points, shape):
     """Inject point values into a zero field of ``shape``: ``R^T values``."""
     u = np.zeros((shape[0] + 2 * HALO, shape[1] + 2 * HALO))
-    inject(u, points.idx, points.weights, np.asarray(values, dtype=float), np.ones(shape))
+    inject(u, points.idx, points.weights, np.asarray(values, dtype=float), np.ones(shape), HALO)
     return u[HALO:-HALO, HALO:-HALO]

@@ -74,139 +74,187 @@ def cfl_dt(spacing, v_max, safety=0.9):
     return float(safety * 2.0 / (v_max * np.sqrt(lam)))
 
 
+@njit(cache=True, inline="always")
+def _lap(u, ii, jj, cs):
+    """4th-order Laplacian at padded node (ii, jj); one expression for every kernel,
+    so that recomputed values are bitwise equal to the original ones."""
+    return (
+        (cs[0] + cs[3]) * u[ii, jj]
+        + cs[1] * (u[ii - 1, jj] + u[ii + 1, jj])
+        + cs[2] * (u[ii - 2, jj] + u[ii + 2, jj])
+        + cs[4] * (u[ii, jj - 1] + u[ii, jj + 1])
+        + cs[5] * (u[ii, jj - 2] + u[ii, jj + 2])
+    )
+
+
 @njit(cache=True)
-def step(u, up, un, ia, c, b, cx0, cx1, cx2, cz0, cz1, cz2):
+def step(u, up, un, coef, cs):
     """``un = A^{-1} [(C + L) u - B up]`` on padded fields (also the adjoint step)."""
-    nx, nz = ia.shape
-    c0 = cx0 + cz0
-    for i in range(nx):
-        ii = i + 2
-        for j in range(nz):
-            jj = j + 2
-            lap = (
-                c0 * u[ii, jj]
-                + cx1 * (u[ii - 1, jj] + u[ii + 1, jj])
-                + cx2 * (u[ii - 2, jj] + u[ii + 2, jj])
-                + cz1 * (u[ii, jj - 1] + u[ii, jj + 1])
-                + cz2 * (u[ii, jj - 2] + u[ii, jj + 2])
-            )
-            un[ii, jj] = ia[i, j] * (c[i, j] * u[ii, jj] - b[i, j] * up[ii, jj] + lap)
-
-
-@njit(cache=True)
-def image(g, mu, un, u, up, sig, idt2, i2dt):
-    """``g -= mu [(un - 2u + up)/dt^2 + sig (un - up)/(2dt)]`` (imaging condition)."""
-    nx, nz = g.shape
-    for i in range(nx):
-        for j in range(nz):
-            ii = i + 2
-            jj = j + 2
-            d2 = (un[ii, jj] - 2.0 * u[ii, jj] + up[ii, jj]) * idt2
-            d1 = (un[ii, jj] - up[ii, jj]) * i2dt
-            g[i, j] -= mu[ii, jj] * (d2 + sig[i, j] * d1)
-
-
-@njit(cache=True)
-def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, store):
     ia, c, b = coef[0], coef[1], coef[2]
     nx, nz = ia.shape
-    up = np.zeros((nx + 4, nz + 4))
-    u = np.zeros((nx + 4, nz + 4))
-    un = np.zeros((nx + 4, nz + 4))
-    keep = store.shape[0] > 0
+    for i in range(nx):
+        for j in range(nz):
+            lap = _lap(u, i + 2, j + 2, cs)
+            un[i + 2, j + 2] = ia[i, j] * (
+                c[i, j] * u[i + 2, j + 2] - b[i, j] * up[i + 2, j + 2] + lap
+            )
+
+
+@njit(cache=True)
+def step_lap(u, up, un, coef, cs, w):
+    """:func:`step` that also writes ``w = L u`` (unpadded), for the imaging condition."""
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    for i in range(nx):
+        for j in range(nz):
+            lap = _lap(u, i + 2, j + 2, cs)
+            w[i, j] = lap
+            un[i + 2, j + 2] = ia[i, j] * (
+                c[i, j] * u[i + 2, j + 2] - b[i, j] * up[i + 2, j + 2] + lap
+            )
+
+
+@njit(cache=True)
+def laplacian(u, cs, w):
+    """``w = L u`` (``u`` padded, ``w`` not), bitwise as in :func:`step_lap`."""
+    nx, nz = w.shape
+    for i in range(nx):
+        for j in range(nz):
+            w[i, j] = _lap(u, i + 2, j + 2, cs)
+
+
+@njit(cache=True)
+def adjoint_image_step(m1, m2, m0, coef, cs, w, g):
+    """Reversed step: ``g += mu^{n+1} w^n`` and ``m0 = A^{-1}[(C + L) m1 - B m2]``.
+
+    The imaging term is fused into the stencil sweep so that the adjoint field
+    is read once per step (``w^n = L u^n + S q^n``, unpadded).
+    """
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    for i in range(nx):
+        for j in range(nz):
+            mu = m1[i + 2, j + 2]
+            g[i, j] += mu * w[i, j]
+            lap = _lap(m1, i + 2, j + 2, cs)
+            m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
+
+
+@njit(cache=True)
+def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
+    """Time loop; ``ustore`` (nt, nx, nz) gets u^n, ``wstore`` (nt-1, nx, nz) gets
+    ``w^n = L u^n + S q^n``; either may have length 0 (not stored)."""
+    ia = coef[0]
+    nx, nz = ia.shape
+    pad = (nx + 4, nz + 4)
+    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    ones = np.ones((nx, nz))
     for n in range(nt):
         sample(u, ridx, rw, data[n])
-        if keep:
-            store[n, :, :] = u[2:-2, 2:-2]
+        if ustore.shape[0] > 0:
+            ustore[n, :, :] = u[2:-2, 2:-2]
         if n == nt - 1:
             break
-        step(u, up, un, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
-        inject(un, sidx, sw, q[n], ia)
+        if wstore.shape[0] > 0:
+            step_lap(u, up, un, coef, cs, wstore[n])
+            inject(wstore[n], sidx, sw, q[n], ones, 0)
+        else:
+            step(u, up, un, coef, cs)
+        inject(un, sidx, sw, q[n], ia, 2)
         up, u, un = u, un, up
 
 
 @njit(cache=True)
+def _advance(i, j, coef, cs, sidx, sw, q, u, up):
+    """Steps i ... j-1 from the padded state (u^i, u^{i-1}); returns (u^j, u^{j-1})."""
+    un = np.zeros(u.shape)
+    for n in range(i, j):
+        step(u, up, un, coef, cs)
+        inject(un, sidx, sw, q[n], coef[0], 2)
+        up, u, un = u, un, up
+    return u, up
+
+
+@njit(cache=True)
+def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, mu, kk, w, ones, g):
+    """Reverse step n from the padded forward state u^n.
+
+    ``mu`` (3, nx + 4, nz + 4) holds mu^{n+2}, mu^{n+1} and a scratch field at
+    ``kk[0] % 3``, ``+1``, ``+2``; ``kk[0]`` advances by one per call (a rotation
+    without copies)."""
+    sample(u, ridx, rw, data[n])
+    if given.shape[0] == 0:
+        for k in range(r.shape[1]):
+            r[n, k] = data[n, k] - d_obs[n, k]
+    else:
+        r[n, :] = given[n]
+    k = kk[0]
+    m2, m1, m0 = mu[k % 3], mu[(k + 1) % 3], mu[(k + 2) % 3]
+    if n < nt - 1:
+        laplacian(u, cs, w)
+        inject(w, sidx, sw, q[n], ones, 0)
+        adjoint_image_step(m1, m2, m0, coef, cs, w, g)
+    else:  # mu^{nt} = 0: no imaging term
+        step(m1, m2, m0, coef, cs)
+    inject(m0, ridx, rw, r[n], coef[0], 2)
+    kk[0] = k + 1
+
+
+@njit(cache=True)
 def _adjoint_source_loop(nt, coef, cs, sidx, sw, ridx, rw, r, qbar):
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    m2 = np.zeros((nx + 4, nz + 4))  # mu^{n+2}
-    m1 = np.zeros((nx + 4, nz + 4))  # mu^{n+1}
-    m0 = np.zeros((nx + 4, nz + 4))  # mu^n
+    nx, nz = coef[0].shape
+    pad = (nx + 4, nz + 4)
+    m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)  # mu^{n+2}, mu^{n+1}, mu^n
     for n in range(nt - 1, -1, -1):
         sample(m1, sidx, sw, qbar[n])  # dJ/dq^n = S^T mu^{n+1}
-        step(m1, m2, m0, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
-        inject(m0, ridx, rw, r[n], ia)
+        step(m1, m2, m0, coef, cs)
+        inject(m0, ridx, rw, r[n], coef[0], 2)
         m2, m1, m0 = m1, m0, m2
 
 
 @njit(cache=True)
-def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, ddata):
-    ia, c, b = coef[0], coef[1], coef[2]
+def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, dt, data, ddata):
+    """Tangent-linear model: ``A du^{n+1} = (C + L) du^n - B du^{n-1} - dm w^n / m``."""
+    ia, c = coef[0], coef[1]
     nx, nz = ia.shape
     pad = (nx + 4, nz + 4)
     up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
     dup, du, dun = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    src = np.zeros((nx, nz))
+    w = np.zeros((nx, nz))
+    ones = np.ones((nx, nz))
     for n in range(nt):
         sample(u, ridx, rw, data[n])
         sample(du, ridx, rw, ddata[n])
         if n == nt - 1:
             break
-        step(u, up, un, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
-        inject(un, sidx, sw, q[n], ia)
-        step(du, dup, dun, ia, c, b, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
-        src[:, :] = 0.0
-        image(src, dm, un, u, up, sig, idt2, i2dt)  # src = -dm * dG/dm
+        step_lap(u, up, un, coef, cs, w)
+        inject(w, sidx, sw, q[n], ones, 0)
+        inject(un, sidx, sw, q[n], ia, 2)
+        step(du, dup, dun, coef, cs)
         for i in range(nx):
             for j in range(nz):
-                dun[i + 2, j + 2] += ia[i, j] * src[i, j]
+                # 1/m = 2 / (dt^2 C)
+                dun[i + 2, j + 2] -= ia[i, j] * dm[i, j] * w[i, j] * (2.0 / (dt * dt * c[i, j]))
         up, u, un = u, un, up
         dup, du, dun = du, dun, dup
 
 
 @njit(cache=True)
-def adjoint_step(m1, m2, m0, coef, cs, un, u, up, o, sig, idt2, i2dt, g):
-    """One reversed step: image with ``mu^{n+1}`` and ``m0 = A^{-1}[(C+L) m1 - B m2]``.
-
-    ``m1, m2, m0`` are padded; the forward fields ``un, u, up`` (``u^{n+1}, u^n,
-    u^{n-1}``) are read at offset ``o`` (2 when padded, 0 when stored without
-    the halo). Fusing the imaging condition into the stencil sweep reads the
-    adjoint field once per step. At ``n = nt - 1`` ``mu^{nt} = 0``, so the
-    imaging term vanishes whatever ``un`` holds (zeros).
-    """
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    c0 = cs[0] + cs[3]
-    for i in range(nx):
-        ii = i + 2
-        for j in range(nz):
-            jj = j + 2
-            mu = m1[ii, jj]
-            a0, a1, a2 = un[i + o, j + o], u[i + o, j + o], up[i + o, j + o]
-            g[i, j] -= mu * ((a0 - 2.0 * a1 + a2) * idt2 + sig[i, j] * ((a0 - a2) * i2dt))
-            lap = (
-                c0 * mu
-                + cs[1] * (m1[ii - 1, jj] + m1[ii + 1, jj])
-                + cs[2] * (m1[ii - 2, jj] + m1[ii + 2, jj])
-                + cs[4] * (m1[ii, jj - 1] + m1[ii, jj + 1])
-                + cs[5] * (m1[ii, jj - 2] + m1[ii, jj + 2])
-            )
-            m0[ii, jj] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[ii, jj] + lap)
-
-
-@njit(cache=True)
-def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, sig, idt2, i2dt, g):
+def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, wstore, g):
     nx, nz = g.shape
     pad = (nx + 4, nz + 4)
     m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    zero = np.zeros((nx, nz))
     for n in range(nt - 1, -1, -1):
-        un = store[n + 1] if n < nt - 1 else zero
-        up = store[n - 1] if n > 0 else zero
-        u = store[n]
-        adjoint_step(m1, m2, m0, coef, cs, un, u, up, 0, sig, idt2, i2dt, g)
-        inject(m0, ridx, rw, r[n], coef[0])
+        if n < nt - 1:
+            adjoint_image_step(m1, m2, m0, coef, cs, wstore[n], g)
+        else:  # mu^{nt} = 0: no imaging term
+            step(m1, m2, m0, coef, cs)
+        inject(m0, ridx, rw, r[n], coef[0], 2)
         m2, m1, m0 = m1, m0, m2
+
+
+_NONE = np.empty((0, 1, 1))  # "do not store" for the compiled loops
+_NONE2 = np.empty((0, 1))
 
 
 @dataclass(frozen=True)
@@ -325,7 +373,7 @@ class Acoustic2D:
         store = np.empty((self.nt if save else 0,) + tuple(self.shape))
         r, s = self.receivers, self.sources
         _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, store)  # fmt: skip
+                      data, store, _NONE)  # fmt: skip
         return (data, store) if save else data
 
     def adjoint_source(self, m, r):
@@ -361,9 +409,8 @@ class Acoustic2D:
         d = np.empty((self.nt, self.receivers.n))
         dd = np.empty_like(d)
         s, r = self.sources, self.receivers
-        dmp = np.pad(dm, HALO)
-        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights, dmp,
-                   self.sigma, 1.0 / self.dt**2, 0.5 / self.dt, d, dd)  # fmt: skip
+        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights, dm,
+                   self.dt, d, dd)  # fmt: skip
         return d, dd
 
     # -- gradient -------------------------------------------------------------------------
@@ -417,30 +464,38 @@ class Acoustic2D:
     def working_bytes(self):
         """Bytes of the arrays a checkpointed gradient needs besides its checkpoints.
 
-        Padded fields: 3 adjoint, 2 current state, 2 restored copy, 1 new, 1
-        kept, 2 initial zeros, 1 spare; unpadded: 3 coefficients, 4
-        temporaries, gradient, sponge, model; plus data, residual and two
-        temporaries of shape (nt, n_receivers). Measured with tracemalloc in
-        the tests.
+        Padded fields: 3 adjoint, 2 current state, 2 restored copy, 1 new
+        (inside an advance), 2 initial zeros, 1 spare; unpadded: 3
+        coefficients, 4 temporaries, gradient, imaging buffer, sponge, model,
+        ones; plus data, residual and two temporaries of shape (nt,
+        n_receivers). Checked against tracemalloc in the tests.
         """
         nx, nz = self.shape
-        return 12 * self.wavefield_bytes + 8 * 10 * nx * nz + 8 * 4 * self.nt * self.receivers.n
+        return 11 * self.wavefield_bytes + 8 * 12 * nx * nz + 8 * 4 * self.nt * self.receivers.n
+
+    def _finish(self, coef, g):
+        # dJ/dm = -(1/m) sum_n mu^{n+1} (L u^n + S q^n); 1/m = 2/(dt^2 C)
+        return g * (-2.0 / (self.dt**2 * coef[1]))
 
     def _gradient_stored(self, coef, q, d_obs, residual, workspace):
         data, store = self.forward_stored(coef, q, workspace)
         r = data - d_obs if residual is None else np.array(residual, dtype=float)
         g = np.zeros(self.shape)
         rc = self.receivers
-        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store,
-                             self.sigma, 1.0 / self.dt**2, 0.5 / self.dt, g)  # fmt: skip
+        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store, g)
         stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
-                     n_snapshots=self.nt, stored_bytes=store.nbytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+                     n_snapshots=self.nt - 1, stored_bytes=store.nbytes)  # fmt: skip
+        return GradientResult(0.5 * float(np.sum(r * r)), self._finish(coef, g), r, stats)
 
     def forward_stored(self, coef, q, workspace=None):
-        """Data and all wavefields (nt, nx, nz) for coefficients ``coef``."""
+        """Data and ``w^n = L u^n + S q^n`` for n < nt - 1, shape (nt - 1, nx, nz).
+
+        ``w^n = m [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} - u^{n-1})/(2dt)]``
+        by the scheme itself, so storing ``w`` (computed inside the stencil
+        sweep) lets the imaging condition read one stored field per step.
+        """
         data = np.empty((self.nt, self.receivers.n))
-        shape = (self.nt,) + tuple(self.shape)
+        shape = (self.nt - 1,) + tuple(self.shape)
         store = None if workspace is None else workspace.get("store")
         if store is None or store.shape != shape:
             store = np.empty(shape)
@@ -448,7 +503,7 @@ class Acoustic2D:
                 workspace["store"] = store
         s, r = self.sources, self.receivers
         _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, store)  # fmt: skip
+                      data, _NONE, store)  # fmt: skip
         return data, store
 
     def _gradient_checkpointed(self, coef, q, d_obs, schedule, residual):
@@ -459,34 +514,26 @@ class Acoustic2D:
         pad = (self.shape[0] + 4, self.shape[1] + 4)
         data = np.empty((nt, rc.n))
         r = np.empty((nt, rc.n))
+        given = _NONE2 if residual is None else np.ascontiguousarray(residual, dtype=float)
         g = np.zeros(self.shape)
-        mu = [np.zeros(pad), np.zeros(pad), np.zeros(pad)]  # mu^{n+2}, mu^{n+1}, scratch
-        kept = {"u": np.zeros(pad)}  # u^{n+1} from the previous reversal
+        w = np.empty(self.shape)
+        ones = np.ones(self.shape)
+        mu = np.zeros((3,) + pad)  # mu^{n+2}, mu^{n+1}, scratch (rotated by kk)
+        kk = np.zeros(1, dtype=np.int64)
 
-        def advance(n, state):
-            u, up = state
-            un = np.zeros(pad)  # the halo must stay zero
-            step(u, up, un, coef[0], coef[1], coef[2], cs[0], cs[1], cs[2], cs[3], cs[4], cs[5])
-            inject(un, s.idx, sw, q[n], coef[0])
-            return un, u
+        def advance(i, j, state):
+            return _advance(i, j, coef, cs, s.idx, sw, q, state[0], state[1])
 
         def reverse(n, state):
-            u, up = state
-            sample(u, rc.idx, rc.weights, data[n])
-            r[n] = data[n] - d_obs[n] if residual is None else residual[n]
-            m2, m1, m0 = mu
-            adjoint_step(m1, m2, m0, coef, cs, kept["u"], u, up, HALO, self.sigma,
-                         1.0 / self.dt**2, 0.5 / self.dt, g)  # fmt: skip
-            inject(m0, rc.idx, rc.weights, r[n], coef[0])
-            mu[:] = [m1, m0, m2]
-            kept["u"] = u
+            _reverse(n, nt, coef, cs, s.idx, sw, q, rc.idx, rc.weights, d_obs, given, data, r,
+                     state[0], mu, kk, w, ones, g)  # fmt: skip
 
         zero = (np.zeros(pad), np.zeros(pad))
         st = cp.run(schedule, zero, advance, reverse)
         stats = dict(schedule=schedule.name, forward_steps=st.forward_steps,
                      recompute_factor=st.recompute_factor, n_snapshots=st.peak_snapshots,
                      stored_bytes=st.peak_snapshots * 2 * self.wavefield_bytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+        return GradientResult(0.5 * float(np.sum(r * r)), self._finish(coef, g), r, stats)
 
 
 def forward_numpy(setup, m, q):

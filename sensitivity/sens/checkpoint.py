@@ -51,7 +51,9 @@ Examples
 >>> import numpy as np
 >>> sched = binomial(10, 3)
 >>> xs = []
->>> stats = run(sched, np.zeros(1), lambda i, x: x + 1.0, lambda i, x: xs.append(x[0]))
+>>> def advance(i, j, x):  # steps i ... j-1 of x_{k+1} = x_k + 1
+...     return x + (j - i)
+>>> stats = run(sched, np.zeros(1), advance, lambda i, x: xs.append(float(x[0])))
 >>> xs  # reversed steps see states x_9, ..., x_0
 [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
 
@@ -443,8 +445,10 @@ def run(schedule, state0, advance, reverse, copy=None, checkpoints=None):
     state0 : object
         ``x_0`` (ignored when the schedule starts from ``checkpoints``).
     advance : callable
-        ``advance(i, x_i) -> x_{i+1}``. It may overwrite and reuse the buffers
-        of its argument: stored checkpoints are always copies.
+        ``advance(i, j, x_i) -> x_j``: run steps ``i ... j-1`` (one call per
+        ``advance`` action, so a compiled loop can take the whole range). It
+        may overwrite and reuse the buffers of its argument: stored
+        checkpoints are always copies.
     reverse : callable
         ``reverse(i, x_i)``: the adjoint of step ``i``; it keeps its own
         adjoint state. It may overwrite ``x_i``.
@@ -465,8 +469,7 @@ def run(schedule, state0, advance, reverse, copy=None, checkpoints=None):
     cur, fwd, rev, peak = state0, 0, 0, len(store)
     for a in schedule.actions:
         if a.kind == "advance":
-            for i in range(a.i, a.j):
-                cur = advance(i, cur)
+            cur = advance(a.i, a.j, cur)
             fwd += a.j - a.i
         elif a.kind == "store":
             store[a.i] = copy(cur)

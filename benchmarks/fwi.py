@@ -1,0 +1,209 @@
+"""2-D acoustic FWI: forward modelling, gradient and memory (issue 8 benchmark).
+
+One shot of the Camembert set-up (:func:`sensitivity.pde.fwi.camembert`: 181 x 181
+computational nodes, ~640 steps, source in the middle of the left line, 101
+receivers). Prints, as medians of repeats after a warm-up in one process:
+
+* forward modelling time;
+* gradient time and gradient/forward with every wavefield stored (a fresh store
+  per call, and a reused workspace), and with a checkpoint budget of 1/10 of
+  the stored wavefield (binomial schedule), with its recomputation factor;
+* peak memory (tracemalloc) of each gradient;
+* the same stencil in vectorised numpy (:func:`sensitivity.pde.wave.forward_numpy`)
+  and the speed-up over it;
+* Devito (if installed): forward and gradient of the same equation (same
+  grid, time step, 4th-order stencil, sponge, float64, single thread).
+
+Targets (issue 8): gradient <= 3x forward store-all, <= 5x with the budget;
+forward >= 10x faster than numpy.
+
+Run: python benchmarks/fwi.py [--repeats N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tracemalloc
+
+import numpy as np
+
+from sensitivity.pde.fwi import camembert
+from sensitivity.pde.wave import forward_numpy
+
+
+def median_time(fun, repeats):
+    fun()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fun()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def peak_bytes(fun):
+    tracemalloc.start()
+    try:
+        fun()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def devito_times(problem, shot, m, q, d_obs, repeats):
+    """Forward and gradient times of the same modelling written in Devito."""
+    try:
+        from devito import (
+            Eq,
+            Function,
+            Grid,
+            Inc,
+            Operator,
+            SparseTimeFunction,
+            TimeFunction,
+            configuration,
+            solve,
+        )
+    except ImportError:
+        return None
+    configuration["log-level"] = "ERROR"
+    nx, nz = shot.shape
+    hx, hz = shot.spacing
+    nt, dt = shot.nt, shot.dt
+    grid = Grid(shape=(nx, nz), extent=((nx - 1) * hx, (nz - 1) * hz), dtype=np.float64)
+    s = grid.stepping_dim.spacing
+    mf = Function(name="m", grid=grid, space_order=4)
+    mf.data[:] = m
+    damp = Function(name="damp", grid=grid, space_order=4)
+    damp.data[:] = shot.sigma
+    u = TimeFunction(name="u", grid=grid, time_order=2, space_order=4, save=nt)
+    src = SparseTimeFunction(name="src", grid=grid, npoint=1, nt=nt,
+                             coordinates=shot.sources.positions)  # fmt: skip
+    src.data[:] = q / (hx * hz)
+    rec = SparseTimeFunction(name="rec", grid=grid, npoint=shot.receivers.n, nt=nt,
+                             coordinates=shot.receivers.positions)  # fmt: skip
+    pde = mf * u.dt2 - u.laplace + mf * damp * u.dt
+    fwd = Operator(
+        [Eq(u.forward, solve(pde, u.forward))]
+        + src.inject(field=u.forward, expr=src * s**2 / mf)
+        + rec.interpolate(expr=u)
+    )
+    v = TimeFunction(name="v", grid=grid, time_order=2, space_order=4)
+    res = SparseTimeFunction(name="res", grid=grid, npoint=shot.receivers.n, nt=nt,
+                             coordinates=shot.receivers.positions)  # fmt: skip
+    grad = Function(name="grad", grid=grid)
+    pde_a = mf * v.dt2 - v.laplace + mf * damp * v.dt.T
+    adj = Operator(
+        [Eq(v.backward, solve(pde_a, v.backward))]
+        + res.inject(field=v.backward, expr=res * s**2 / mf)
+        + [Inc(grad, -u.dt2 * v)]
+    )
+
+    def forward():
+        u.data[:] = 0.0
+        fwd.apply(time_M=nt - 2, dt=dt)
+        return rec.data.copy()
+
+    def gradient():
+        d = forward()
+        res.data[:] = d - d_obs
+        v.data[:] = 0.0
+        grad.data[:] = 0.0
+        adj.apply(time_m=1, time_M=nt - 2, dt=dt)
+        return grad.data.copy()
+
+    d = forward()
+    ours = shot.forward(m, q)
+    agree = float(np.linalg.norm(d - ours) / np.linalg.norm(ours))
+    return {
+        "forward_s": median_time(forward, repeats),
+        "gradient_s": median_time(gradient, max(3, repeats // 2)),
+        "data_rel_diff_vs_ours": agree,
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ap.add_argument("--no-devito", action="store_true")
+    args = ap.parse_args(argv)
+
+    problem, v_true, v0 = camembert()
+    shot = problem.shot(problem.n_shots // 2)
+    q = problem.wavelet[:, None]
+    m0 = problem.extend(v0) ** -2.0
+    d_obs = shot.forward(problem.extend(v_true) ** -2.0, q)
+    wave_bytes = shot.nt * shot.wavefield_bytes
+    budget = wave_bytes // 10
+    ws = {}
+    r = args.repeats
+
+    t_fwd = median_time(lambda: shot.forward(m0, q), r)
+    t_all = median_time(lambda: shot.gradient(m0, q, d_obs), r)
+    t_ws = median_time(lambda: shot.gradient(m0, q, d_obs, workspace=ws), r)
+    t_bud = median_time(lambda: shot.gradient(m0, q, d_obs, memory_budget=budget), r)
+    res_bud = shot.gradient(m0, q, d_obs, memory_budget=budget)
+    res_all = shot.gradient(m0, q, d_obs)
+    same = bool(np.array_equal(res_bud.grad, res_all.grad))
+    p_fwd = peak_bytes(lambda: shot.forward(m0, q))
+    p_all = peak_bytes(lambda: shot.gradient(m0, q, d_obs))
+    p_bud = peak_bytes(lambda: shot.gradient(m0, q, d_obs, memory_budget=budget))
+    t_np = median_time(lambda: forward_numpy(shot, m0, q), max(1, r // 3))
+
+    out = {
+        "grid": list(shot.shape),
+        "nt": shot.nt,
+        "dt_s": shot.dt,
+        "forward_s": t_fwd,
+        "gradient_store_all_s": t_all,
+        "gradient_store_all_ratio": t_all / t_fwd,
+        "gradient_store_all_workspace_s": t_ws,
+        "gradient_store_all_workspace_ratio": t_ws / t_fwd,
+        "gradient_budget_s": t_bud,
+        "gradient_budget_ratio": t_bud / t_fwd,
+        "budget_bytes": budget,
+        "budget_schedule": res_bud.stats["schedule"],
+        "budget_recompute_factor": res_bud.stats["recompute_factor"],
+        "budget_gradient_identical": same,
+        "peak_forward_bytes": p_fwd,
+        "peak_store_all_bytes": p_all,
+        "peak_budget_bytes": p_bud,
+        "wavefield_bytes": wave_bytes,
+        "numpy_forward_s": t_np,
+        "speedup_vs_numpy": t_np / t_fwd,
+    }
+    dev = None if args.no_devito else devito_times(problem, shot, m0, q, d_obs, r)
+    if dev:
+        out.update({f"devito_{k}": v for k, v in dev.items()})
+
+    mb = 1e-6
+    print(f"Camembert, one shot: grid {shot.shape[0]}x{shot.shape[1]}, nt = {shot.nt}, "
+          f"dt = {1e3 * shot.dt:.3f} ms")  # fmt: skip
+    print(f"  forward modelling            {1e3 * t_fwd:9.2f} ms   peak {mb * p_fwd:7.1f} MB")
+    print(f"  gradient, store-all          {1e3 * t_all:9.2f} ms   x{t_all / t_fwd:5.2f}   "
+          f"peak {mb * p_all:7.1f} MB (target x3)")  # fmt: skip
+    print(f"  gradient, store-all, reused  {1e3 * t_ws:9.2f} ms   x{t_ws / t_fwd:5.2f}")
+    print(f"  gradient, budget 1/10        {1e3 * t_bud:9.2f} ms   x{t_bud / t_fwd:5.2f}   "
+          f"peak {mb * p_bud:7.1f} MB <= budget {mb * budget:.1f} MB: {p_bud <= budget} "
+          f"({res_bud.stats['schedule']}, recompute x{res_bud.stats['recompute_factor']:.2f}, "
+          f"identical gradient: {same}) (target x5)")  # fmt: skip
+    print(f"  vectorised numpy forward     {1e3 * t_np:9.2f} ms   ours is x{t_np / t_fwd:.1f} "
+          "faster (target x10)")  # fmt: skip
+    if dev:
+        print(f"  Devito forward               {1e3 * dev['forward_s']:9.2f} ms   "
+              f"ours x{dev['forward_s'] / t_fwd:.2f} faster")  # fmt: skip
+        print(f"  Devito gradient (store-all)  {1e3 * dev['gradient_s']:9.2f} ms   "
+              f"x{dev['gradient_s'] / dev['forward_s']:.2f} of its forward; "
+              f"data differ from ours by {dev['data_rel_diff_vs_ours']:.1e}")  # fmt: skip
+    else:
+        print("  Devito: not installed (pip install devito) or skipped")
+    if args.json:
+        print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
