@@ -115,20 +115,12 @@ def step_lap(u, up, un, coef, cs, w):
 
 
 @njit(cache=True)
-def laplacian(u, cs, w):
-    """``w = L u`` (``u`` padded, ``w`` not), bitwise as in :func:`step_lap`."""
-    nx, nz = w.shape
-    for i in range(nx):
-        for j in range(nz):
-            w[i, j] = _lap(u, i + 2, j + 2, cs)
-
-
-@njit(cache=True)
 def adjoint_image_step(m1, m2, m0, coef, cs, w, g):
-    """Reversed step: ``g += mu^{n+1} w^n`` and ``m0 = A^{-1}[(C + L) m1 - B m2]``.
+    """Reversed step: ``g += mu^{n+1} w`` and ``m0 = A^{-1}[(C + L) m1 - B m2]``.
 
     The imaging term is fused into the stencil sweep so that the adjoint field
-    is read once per step (``w^n = L u^n + S q^n``, unpadded).
+    is read once per step (``w = L u^n``, stored, unpadded); the source term of
+    ``L u^n + S q^n`` is added by :func:`image_source`.
     """
     ia, c, b = coef[0], coef[1], coef[2]
     nx, nz = ia.shape
@@ -141,14 +133,37 @@ def adjoint_image_step(m1, m2, m0, coef, cs, w, g):
 
 
 @njit(cache=True)
+def adjoint_image_step_u(m1, m2, m0, coef, cs, u, g):
+    """:func:`adjoint_image_step` with ``w = L u`` computed in the sweep from the
+    padded ``u`` (bitwise the stored value: the same :func:`_lap` expression)."""
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    for i in range(nx):
+        for j in range(nz):
+            mu = m1[i + 2, j + 2]
+            g[i, j] += mu * _lap(u, i + 2, j + 2, cs)
+            lap = _lap(m1, i + 2, j + 2, cs)
+            m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
+
+
+@njit(cache=True)
+def image_source(g, mu, sidx, sw, qn):
+    """``g += mu^{n+1} S q^n`` at the source nodes (the rest of the imaging term)."""
+    for p in range(sidx.shape[0]):
+        for k in range(4):
+            i = sidx[p, k, 0]
+            j = sidx[p, k, 1]
+            g[i, j] += mu[i + 2, j + 2] * (sw[p, k] * qn[p])
+
+
+@njit(cache=True)
 def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
     """Time loop; ``ustore`` (nt, nx, nz) gets u^n, ``wstore`` (nt-1, nx, nz) gets
-    ``w^n = L u^n + S q^n``; either may have length 0 (not stored)."""
+    ``L u^n``; either may have length 0 (not stored)."""
     ia = coef[0]
     nx, nz = ia.shape
     pad = (nx + 4, nz + 4)
     up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    ones = np.ones((nx, nz))
     for n in range(nt):
         sample(u, ridx, rw, data[n])
         if ustore.shape[0] > 0:
@@ -157,7 +172,6 @@ def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
             break
         if wstore.shape[0] > 0:
             step_lap(u, up, un, coef, cs, wstore[n])
-            inject(wstore[n], sidx, sw, q[n], ones, 0)
         else:
             step(u, up, un, coef, cs)
         inject(un, sidx, sw, q[n], ia, 2)
@@ -165,18 +179,27 @@ def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
 
 
 @njit(cache=True)
-def _advance(i, j, coef, cs, sidx, sw, q, u, up):
-    """Steps i ... j-1 from the padded state (u^i, u^{i-1}); returns (u^j, u^{j-1})."""
-    un = np.zeros(u.shape)
+def _advance(i, j, coef, cs, sidx, sw, q, u, up, scratch, iu, iup):
+    """Steps i ... j-1 from the padded state (u^i, u^{i-1}); returns (u^j, u^{j-1}).
+
+    Writes only into the three fields of ``scratch`` (never into ``u``, ``up``),
+    so that checkpoints can be restored without copying them. ``iu``, ``iup``:
+    the scratch slots that hold ``u``, ``up`` (-1 when they are not scratch).
+    """
     for n in range(i, j):
+        k = 0
+        while k == iu or k == iup:
+            k += 1
+        un = scratch[k]
         step(u, up, un, coef, cs)
         inject(un, sidx, sw, q[n], coef[0], 2)
-        up, u, un = u, un, up
+        up, u = u, un
+        iup, iu = iu, k
     return u, up
 
 
 @njit(cache=True)
-def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, mu, kk, w, ones, g):
+def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, mu, kk, g):
     """Reverse step n from the padded forward state u^n.
 
     ``mu`` (3, nx + 4, nz + 4) holds mu^{n+2}, mu^{n+1} and a scratch field at
@@ -191,9 +214,8 @@ def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, m
     k = kk[0]
     m2, m1, m0 = mu[k % 3], mu[(k + 1) % 3], mu[(k + 2) % 3]
     if n < nt - 1:
-        laplacian(u, cs, w)
-        inject(w, sidx, sw, q[n], ones, 0)
-        adjoint_image_step(m1, m2, m0, coef, cs, w, g)
+        adjoint_image_step_u(m1, m2, m0, coef, cs, u, g)
+        image_source(g, m1, sidx, sw, q[n])
     else:  # mu^{nt} = 0: no imaging term
         step(m1, m2, m0, coef, cs)
     inject(m0, ridx, rw, r[n], coef[0], 2)
@@ -240,13 +262,14 @@ def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, dt, data, ddata):
 
 
 @njit(cache=True)
-def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, wstore, g):
+def _adjoint_loop_stored(nt, coef, cs, sidx, sw, q, ridx, rw, r, wstore, g):
     nx, nz = g.shape
     pad = (nx + 4, nz + 4)
     m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
     for n in range(nt - 1, -1, -1):
         if n < nt - 1:
             adjoint_image_step(m1, m2, m0, coef, cs, wstore[n], g)
+            image_source(g, m1, sidx, sw, q[n])
         else:  # mu^{nt} = 0: no imaging term
             step(m1, m2, m0, coef, cs)
         inject(m0, ridx, rw, r[n], coef[0], 2)
@@ -482,17 +505,20 @@ class Acoustic2D:
         r = data - d_obs if residual is None else np.array(residual, dtype=float)
         g = np.zeros(self.shape)
         rc = self.receivers
-        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store, g)
+        s = self.sources
+        _adjoint_loop_stored(self.nt, coef, self._cs(), s.idx, self._src_w(), q, rc.idx,
+                             rc.weights, r, store, g)  # fmt: skip
         stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
                      n_snapshots=self.nt - 1, stored_bytes=store.nbytes)  # fmt: skip
         return GradientResult(0.5 * float(np.sum(r * r)), self._finish(coef, g), r, stats)
 
     def forward_stored(self, coef, q, workspace=None):
-        """Data and ``w^n = L u^n + S q^n`` for n < nt - 1, shape (nt - 1, nx, nz).
+        """Data and ``L u^n`` for n < nt - 1, shape (nt - 1, nx, nz).
 
-        ``w^n = m [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} - u^{n-1})/(2dt)]``
-        by the scheme itself, so storing ``w`` (computed inside the stencil
-        sweep) lets the imaging condition read one stored field per step.
+        ``L u^n + S q^n = m [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} -
+        u^{n-1})/(2dt)]`` by the scheme itself, so storing ``L u^n`` (computed
+        inside the stencil sweep anyway) lets the imaging condition read one
+        stored field per step.
         """
         data = np.empty((self.nt, self.receivers.n))
         shape = (self.nt - 1,) + tuple(self.shape)
@@ -516,20 +542,36 @@ class Acoustic2D:
         r = np.empty((nt, rc.n))
         given = _NONE2 if residual is None else np.ascontiguousarray(residual, dtype=float)
         g = np.zeros(self.shape)
-        w = np.empty(self.shape)
-        ones = np.ones(self.shape)
         mu = np.zeros((3,) + pad)  # mu^{n+2}, mu^{n+1}, scratch (rotated by kk)
         kk = np.zeros(1, dtype=np.int64)
 
+        scratch = np.zeros((3,) + pad)  # advance writes only here; halos stay zero
+
+        slots = [scratch[k].__array_interface__["data"][0] for k in range(3)]
+
+        def slot(a):
+            addr = a.__array_interface__["data"][0]
+            return slots.index(addr) if addr in slots else -1
+
         def advance(i, j, state):
-            return _advance(i, j, coef, cs, s.idx, sw, q, state[0], state[1])
+            u, up = state
+            return _advance(i, j, coef, cs, s.idx, sw, q, u, up, scratch, slot(u), slot(up))
 
         def reverse(n, state):
             _reverse(n, nt, coef, cs, s.idx, sw, q, rc.idx, rc.weights, d_obs, given, data, r,
-                     state[0], mu, kk, w, ones, g)  # fmt: skip
+                     state[0], mu, kk, g)  # fmt: skip
+
+        pool = []  # freed checkpoint buffers (2, nx + 4, nz + 4), reused by later stores
+
+        def store(state):
+            buf = pool.pop() if pool else np.empty((2,) + pad)
+            np.copyto(buf[0], state[0])
+            np.copyto(buf[1], state[1])
+            return buf[0], buf[1]
 
         zero = (np.zeros(pad), np.zeros(pad))
-        st = cp.run(schedule, zero, advance, reverse)
+        st = cp.run(schedule, zero, advance, reverse, copy=store, restore_copies=False,
+                    release=lambda x: pool.append(x[0].base))  # fmt: skip
         stats = dict(schedule=schedule.name, forward_steps=st.forward_steps,
                      recompute_factor=st.recompute_factor, n_snapshots=st.peak_snapshots,
                      stored_bytes=st.peak_snapshots * 2 * self.wavefield_bytes)  # fmt: skip

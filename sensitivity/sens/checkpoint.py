@@ -436,7 +436,16 @@ def _copy_state(state):
     return np.array(state, copy=True)
 
 
-def run(schedule, state0, advance, reverse, copy=None, checkpoints=None):
+def run(
+    schedule,
+    state0,
+    advance,
+    reverse,
+    copy=None,
+    checkpoints=None,
+    restore_copies=True,
+    release=None,
+):
     """Execute a schedule with the caller's forward and adjoint steps.
 
     Parameters
@@ -456,6 +465,14 @@ def run(schedule, state0, advance, reverse, copy=None, checkpoints=None):
         ``copy(state)``; default copies an array or a tuple of arrays.
     checkpoints : dict, optional
         Existing checkpoints ``{i: x_i}`` (from :class:`OnlineCheckpointer`).
+    restore_copies : bool
+        ``True``: a restore hands out a copy of the checkpoint. ``False``: the
+        checkpoint itself, which is only safe when ``advance`` and ``reverse``
+        never write into the state they are given; it saves one copy per
+        reversed step (as expensive as a step for a cheap stencil).
+    release : callable, optional
+        ``release(x)`` is called with a checkpoint when it is freed, so that
+        ``copy`` can reuse its buffers (a pool of preallocated states).
 
     Returns
     -------
@@ -475,9 +492,11 @@ def run(schedule, state0, advance, reverse, copy=None, checkpoints=None):
             store[a.i] = copy(cur)
             peak = max(peak, len(store))
         elif a.kind == "restore":
-            cur = copy(store[a.i])
+            cur = copy(store[a.i]) if restore_copies else store[a.i]
         elif a.kind == "free":
-            store.pop(a.i, None)
+            x = store.pop(a.i, None)
+            if release is not None and x is not None:
+                release(x)
         else:
             reverse(a.i, cur)
             rev += 1
