@@ -4,17 +4,51 @@ The public API is re-exported here explicitly; see ``__all__``.
 """
 
 from sensitivity import testing
-from sensitivity.ad.api import derivative, grad, hessian, hvp, jacobian, jvp, vjp
+from sensitivity.ad.api import (
+    derivative,
+    grad,
+    hessian,
+    hvp,
+    jacobian,
+    jvp,
+    value_and_jacobian,
+    vjp,
+)
 from sensitivity.ad.core import NonFiniteError, debug_nans
 from sensitivity.ad.dual import Dual, similar
 from sensitivity.ad.rules import RULES, RULES_VERSION
 from sensitivity.ad.tape import Tape
+from sensitivity.inverse.executors import TermError, parallel_map
+from sensitivity.inverse.fit import FitResult, fit
+from sensitivity.inverse.objective import (
+    AbstractObjective,
+    FunctionObjective,
+    MappedObjective,
+    SumObjective,
+)
+from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
+from sensitivity.inverse.transforms import Bounded, Log, Transform
 from sensitivity.testing import verify_gradient
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AbstractObjective",
+    "Bounded",
     "Dual",
+    "FitResult",
+    "FunctionObjective",
+    "Log",
+    "MappedObjective",
+    "SmoothedTV",
+    "SumObjective",
+    "TermError",
+    "Tikhonov",
+    "Transform",
+    "fit",
+    "l_curve",
+    "parallel_map",
+    "value_and_jacobian",
     "NonFiniteError",
     "RULES",
     "RULES_VERSION",

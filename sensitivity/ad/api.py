@@ -170,8 +170,30 @@ def jacobian(f, x, mode="auto", chunk=None):
     if mode == "auto":
         mode = "forward" if np.size(x) <= np.size(_call(f, x)) else "reverse"
     if mode == "forward":
-        return _jacobian_forward(f, x, chunk)
+        return _jacobian_forward(f, x, chunk)[1]
     return _jacobian_reverse(f, x)
+
+
+def value_and_jacobian(f, x, chunk=None):
+    """Return ``f(x)`` and its Jacobian from the same forward sweeps.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> ndarray`` of shape s_out.
+    x : array_like, shape s_in
+    chunk : int, optional
+        Partials per sweep (default ``min(x.size, 16)``).
+
+    Returns
+    -------
+    y : ndarray, shape s_out
+    J : ndarray, shape s_out + s_in
+    """
+    x = _as_input(x, "x")
+    if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise ValueError(f"value_and_jacobian: chunk must be a positive integer, got {chunk!r}")
+    return _jacobian_forward(f, x, chunk)
 
 
 def hessian(f, x):
@@ -225,7 +247,7 @@ def _jacobian_forward(f, x, chunk):
         val, eps = _split(y, tag, k)
         cols.append(np.reshape(eps, (np.size(val), k)))
     J = np.concatenate(cols, axis=1)
-    return np.reshape(J, np.shape(val) + np.shape(x))
+    return val, np.reshape(J, np.shape(val) + np.shape(x))
 
 
 def _jacobian_reverse(f, x):

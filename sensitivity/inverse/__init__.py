@@ -1,0 +1,1 @@
+"""Inversion: objectives for scipy.optimize, regularisation, uncertainty, executors."""
