@@ -11,10 +11,12 @@ and ``J = sum_k J_k``. The gradient is ``E^T [ dJ/dm * (-2 / E(v)^3) ]`` with
 ``dJ/dm`` from the discrete adjoint of :mod:`sensitivity.pde.wave` (the exact
 gradient of the computed misfit).
 
-Shots are independent: they are mapped over an ``executor`` (anything with a
-``concurrent.futures``-style ``map(fn, *iterables)``; results that are futures,
-such as a Dask ``Client.map``'s, are gathered with ``.result()``). The default
-runs them in this process, one after the other.
+Shots are independent: they are mapped over an ``executor`` with
+:func:`sensitivity.inverse.executors.parallel_map`: ``None`` (in this process,
+in order: the default), a ``concurrent.futures.Executor`` or a
+``dask.distributed.Client``. Results are summed in shot order, so the value and
+gradient do not depend on the executor; a failing shot raises ``TermError``
+naming it.
 
 :func:`camembert` builds the "Camembert" cross-hole benchmark of Devito's FWI
 tutorial (Louboutin et al., The Leading Edge, 2017-2018; after Gauthier,
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sensitivity.inverse.executors import parallel_map
 from sensitivity.pde.boundary import sponge
 from sensitivity.pde.points import point_set
 from sensitivity.pde.wave import Acoustic2D, cfl_dt, ricker
@@ -99,6 +102,9 @@ class FWIProblem:
         np.add.at(out.T, iz, tmp.T)
         return out
 
+    def _names(self):
+        return [f"shot {k} (source at {tuple(self.sources[k])} m)" for k in range(self.n_shots)]
+
     def _edge_index(self):
         nx, nz = self.shape
         ix = np.clip(np.arange(nx + 2 * self.nbl) - self.nbl, 0, nx - 1)
@@ -122,7 +128,7 @@ class FWIProblem:
         """Receiver data of every shot, shape (n_shots, nt, n_receivers)."""
         m = self.extend(v) ** -2.0
         jobs = [(self, k, m) for k in range(self.n_shots)]
-        return np.stack(_map(executor, _shot_forward, jobs))
+        return np.stack(parallel_map(executor, _shot_forward, jobs, self._names()))
 
     def misfit_gradient(self, v, d_obs, executor=None, memory_budget=None):
         """Misfit ``J(v)`` and ``dJ/dv`` summed over shots.
@@ -132,8 +138,8 @@ class FWIProblem:
         v : ndarray, shape (nx, nz)
             Velocity (m/s) on the physical grid.
         d_obs : ndarray, shape (n_shots, nt, n_receivers)
-        executor : object with ``map``, optional
-            ``concurrent.futures`` executor, Dask client, ...; default serial.
+        executor : None, concurrent.futures.Executor or dask.distributed.Client
+            Where the shots run (:func:`~sensitivity.inverse.executors.parallel_map`).
         memory_budget : int or str, optional
             Per-shot budget for stored wavefields (``"200MB"``); default
             store-all.
@@ -153,7 +159,7 @@ class FWIProblem:
         m = ve**-2.0
         ws = {} if executor is None else None  # in process: one wavefield store for all shots
         jobs = [(self, k, m, d_obs[k], memory_budget, ws) for k in range(self.n_shots)]
-        results = _map(executor, _shot_gradient, jobs)
+        results = parallel_map(executor, _shot_gradient, jobs, self._names())
         value = float(sum(r[0] for r in results))
         gm = np.sum([r[1] for r in results], axis=0)
         grad = self.extend_adjoint(gm * (-2.0 / ve**3))
@@ -170,13 +176,6 @@ def _shot_gradient(job):
     shot = problem.shot(k)
     res = shot.gradient(m, problem.wavelet[:, None], d, memory_budget=budget, workspace=ws)
     return res.value, res.grad, res.stats
-
-
-def _map(executor, fn, jobs):
-    if executor is None:
-        return [fn(j) for j in jobs]
-    out = list(executor.map(fn, jobs))
-    return [r.result() if callable(getattr(r, "result", None)) else r for r in out]
 
 
 def camembert(shape=(101, 101), spacing=(10.0, 10.0), nbl=40, t_end=1.0, f0=10.0,
