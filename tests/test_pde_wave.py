@@ -13,7 +13,8 @@ from sensitivity.ad.dual import Dual
 from sensitivity.pde.boundary import sponge
 from sensitivity.pde.fwi import camembert
 from sensitivity.pde.points import inject_values, point_set, sample_field
-from sensitivity.pde.wave import Acoustic2D, cfl_dt, forward_numpy, ricker
+from sensitivity.pde.reference import forward_numpy
+from sensitivity.pde.wave import Acoustic2D, cfl_dt, ricker
 from sensitivity.sens import checkpoint as cp
 from sensitivity.testing import dot_product_test, taylor_test
 

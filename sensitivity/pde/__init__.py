@@ -30,7 +30,8 @@ from sensitivity.pde.operators import (
     laplacian_pattern,
 )
 from sensitivity.pde.points import PointSet, point_set
-from sensitivity.pde.wave import Acoustic2D, GradientResult, cfl_dt, forward_numpy, ricker
+from sensitivity.pde.reference import forward_numpy
+from sensitivity.pde.wave import Acoustic2D, GradientResult, cfl_dt, ricker
 
 __all__ = [
     "Acoustic2D",
