@@ -249,6 +249,11 @@ def test_kernels_run_without_jit():
         m = p.extend(v0) ** -2.0
         s.born(m, p.wavelet[:, None], m)
         s.adjoint_source(m, d[0])
+        from sensitivity.sens.checkpoint import binomial
+        q = p.wavelet[:, None]
+        ref = s.gradient(m, q, d[0] * 0.5)
+        ck = s.gradient(m, q, d[0] * 0.5, schedule=binomial(s.nt, 3))
+        assert np.array_equal(ref.grad, ck.grad)
         print(val > 0, np.isfinite(g).all(), np.abs(g).max() > 0)
         """
     )
