@@ -152,3 +152,9 @@ def _steps(a, i, j, x):
     for k in range(i, j):
         x = np.sin(a[k] * x) + 0.1
     return x
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(cp).failed == 0

@@ -285,6 +285,22 @@ class OnlineCheckpointer:
         At least 2.
     copy : callable, optional
         ``copy(state) -> independent copy``; default deep-copies arrays.
+
+    Examples
+    --------
+    An adaptive loop (the number of steps is known only at the end):
+
+    >>> import numpy as np
+    >>> oc = OnlineCheckpointer(4)
+    >>> x, i = np.array([1.0]), 0
+    >>> while x[0] < 50.0:  # x_{i+1} = 1.5 x_i until it passes 50
+    ...     oc.record(i, x)
+    ...     x, i = 1.5 * x, i + 1
+    >>> seen = []
+    >>> stats = run(oc.schedule(i), None, lambda a, b, y: y * 1.5 ** (b - a),
+    ...             lambda k, y: seen.append(round(float(y[0]), 3)), checkpoints=oc.store)
+    >>> seen[:3], len(seen), oc.peak <= 4
+    ([38.443, 25.629, 17.086], 10, True)
     """
 
     n_snapshots: int
