@@ -28,8 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
 from sensitivity.inverse.executors import parallel_map
+from sensitivity.inverse.objective import AbstractObjective, Evaluation, SumObjective
 from sensitivity.pde.boundary import sponge
 from sensitivity.pde.points import point_set
 from sensitivity.pde.wave import Acoustic2D, cfl_dt, ricker
@@ -87,9 +89,12 @@ class FWIProblem:
         rec = point_set(np.asarray(self.receivers) + off, self.comp_shape, self.spacing)
         return Acoustic2D(self.comp_shape, self.spacing, self.dt, self.nt, sig, src, rec)
 
-    def extend(self, v):
-        """``E v``: the physical model extended into the layer by edge values."""
-        v = self._check_v(v)
+    def extend(self, v, check=True):
+        """``E v``: the physical model extended into the layer by edge values.
+
+        ``check=False`` extends any field (a perturbation) without validation.
+        """
+        v = self._check_v(v) if check else np.asarray(v, dtype=float)
         ix, iz = self._edge_index()
         return v[np.ix_(ix, iz)]
 
@@ -164,6 +169,66 @@ class FWIProblem:
         gm = np.sum([r[1] for r in results], axis=0)
         grad = self.extend_adjoint(gm * (-2.0 / ve**3))
         return value, grad, [r[2] for r in results]
+
+    def objective(self, d_obs, executor=None, memory_budget=None):
+        """The misfit as an inversion-layer objective of the raveled velocity.
+
+        A :class:`~sensitivity.inverse.objective.SumObjective` of one
+        :class:`ShotObjective` per shot, evaluated with ``executor``: it plugs
+        into :func:`sensitivity.fit` and ``scipy.optimize`` (``fun``,
+        ``fun_and_jac``, ``residuals``, ``residual_jac`` as a LinearOperator
+        of Born modelling and its adjoint, Gauss-Newton ``hessp``).
+        """
+        d_obs = np.asarray(d_obs, dtype=float)
+        want = (self.n_shots, self.nt, len(self.receivers))
+        if d_obs.shape != want:
+            raise ValueError(f"d_obs must have shape (n_shots, nt, n_receivers) = {want}")
+        parts = [ShotObjective(self, k, d_obs[k], memory_budget) for k in range(self.n_shots)]
+        return SumObjective(parts, executor=executor)
+
+
+class ShotObjective(AbstractObjective):
+    """``1/2 |d_k(v) - d_obs_k|^2`` of one shot, theta = velocity raveled (C order).
+
+    Residuals ``r = d_k(v) - d_obs_k`` raveled (nt * n_receivers); their
+    Jacobian is a LinearOperator: ``matvec`` runs the tangent-linear (Born)
+    model, ``rmatvec`` the adjoint with the given residual.
+    """
+
+    def __init__(self, problem, k, d_obs, memory_budget=None):
+        self.problem, self.k, self.memory_budget = problem, int(k), memory_budget
+        self.d_obs = np.asarray(d_obs, dtype=float)
+        self.n_params = int(np.prod(problem.shape))
+        self.n_data = self.d_obs.size
+        self.name = f"shot {k}"
+
+    def _evaluate(self, theta, need):
+        pb = self.problem
+        ve = pb.extend(theta.reshape(pb.shape))
+        m, dm_dv = ve**-2.0, -2.0 * ve**-3.0
+        shot, q = pb.shot(self.k), pb.wavelet[:, None]
+        out = Evaluation()
+        if "grad" in need:
+            res = shot.gradient(m, q, self.d_obs, memory_budget=self.memory_budget)
+            out.grad = pb.extend_adjoint(res.grad * dm_dv).ravel()
+            r = res.residual
+        else:
+            r = shot.forward(m, q) - self.d_obs
+        out.residuals, out.value = r.ravel(), 0.5 * float(np.sum(r * r))
+        if "rjac" in need:
+            shape, d0 = self.d_obs.shape, self.d_obs
+
+            def matvec(dv):
+                dm = pb.extend(np.reshape(dv, pb.shape), check=False) * dm_dv
+                return shot.born(m, q, dm)[1].ravel()
+
+            def rmatvec(w):
+                g = shot.gradient(m, q, d0, residual=np.reshape(w, shape)).grad
+                return pb.extend_adjoint(g * dm_dv).ravel()
+
+            out.rjac = LinearOperator((self.n_data, self.n_params), matvec=matvec,
+                                      rmatvec=rmatvec, dtype=float)  # fmt: skip
+        return out
 
 
 def _shot_forward(job):
