@@ -13,12 +13,13 @@
   forward modelling, tangent-linear (Born) model, the exact discrete adjoint and
   checkpointed gradients; point sources/receivers (:mod:`~sensitivity.pde.points`);
 * full-waveform inversion (:mod:`~sensitivity.pde.fwi`): :class:`FWIProblem`
-  (misfit and velocity gradient summed over shots through an executor) and the
+  (misfit and velocity gradient summed over shots through an executor; as an
+  inversion-layer objective, :class:`ShotObjective` per shot) and the
   :func:`camembert` benchmark set-up.
 """
 
 from sensitivity.pde.boundary import BC, Dirichlet, Flux, Neumann, sponge
-from sensitivity.pde.fwi import FWIProblem, camembert
+from sensitivity.pde.fwi import FWIProblem, ShotObjective, camembert
 from sensitivity.pde.grids import Grid1D, Grid2D, RadialGrid1D
 from sensitivity.pde.mol import MOLSystem, diffusion_system
 from sensitivity.pde.operators import (
@@ -46,6 +47,7 @@ __all__ = [
     "Neumann",
     "PointSet",
     "RadialGrid1D",
+    "ShotObjective",
     "camembert",
     "cfl_dt",
     "diffusion_system",
