@@ -24,12 +24,17 @@ with ``r^n = d^n - d_obs^n`` for the misfit ``J = 1/2 sum_n |d^n - d_obs^n|^2``.
 The gradient with respect to ``m`` is the imaging condition
 
     dJ/dm = - sum_n mu^{n+1} [ (u^{n+1} - 2 u^n + u^{n-1}) / dt^2
-                               + sigma (u^{n+1} - u^{n-1}) / (2 dt) ],
+                               + sigma (u^{n+1} - u^{n-1}) / (2 dt) ]
+          = - (1/m) sum_n mu^{n+1} (L u^n + S q^n),
 
-and ``dJ/dv = dJ/dm * (-2 / v**3)``. The wavefields needed by the imaging
-condition are stored (store-all) or recomputed from checkpoints chosen by
-:mod:`sensitivity.sens.checkpoint` within a memory budget; both paths run the
-same compiled kernels in the same order and give identical gradients.
+the second form by the scheme itself (``A``, ``B``, ``C`` are proportional to
+``m``); it is the one computed, because ``L u^n`` comes out of the stencil
+sweep and needs one stored field per step (and no cancellation of three time
+levels). ``dJ/dv = dJ/dm * (-2 / v**3)``. The fields needed by the imaging
+condition are stored (store-all: ``L u^n``) or recomputed from checkpoints of
+``(u^n, u^{n-1})`` chosen by :mod:`sensitivity.sens.checkpoint` within a
+memory budget; both paths evaluate the same expressions in the same order and
+give bitwise identical gradients.
 
 References
 ----------
