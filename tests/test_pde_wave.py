@@ -285,3 +285,9 @@ def test_bad_input(small):
     problem, _, v0 = camembert(shape=(11, 11), spacing=(50.0, 50.0), nbl=3, t_end=0.1)
     with pytest.raises(ValueError, match="v_max"):
         problem.modelled_data(v0 * 2)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="CFL"):
+        replace(problem, dt=problem.dt * 2)
+    with pytest.raises(ValueError, match="wavelet"):
+        replace(problem, wavelet=problem.wavelet[:-1])

@@ -73,6 +73,20 @@ class FWIProblem:
     wavelet: np.ndarray
     v_max: float
 
+    def __post_init__(self):
+        if len(self.shape) != 2 or min(self.shape) < 2:
+            raise ValueError(f"shape must be two ints >= 2, got {self.shape}")
+        if int(self.nbl) < 0 or not (self.dt > 0) or int(self.nt) < 2 or not (self.v_max > 0):
+            raise ValueError("need nbl >= 0, dt > 0, nt >= 2 and v_max > 0")
+        for name in ("sources", "receivers"):
+            a = np.asarray(getattr(self, name))
+            if a.ndim != 2 or a.shape[1] != 2 or not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} must be a finite array of shape (n, 2), got {a.shape}")
+        if np.shape(self.wavelet) != (self.nt,):
+            raise ValueError(f"wavelet must have shape (nt,) = ({self.nt},)")
+        if self.dt > cfl_dt(self.spacing, self.v_max, safety=1.0):
+            raise ValueError(f"dt = {self.dt} s exceeds the CFL limit at v_max = {self.v_max}")
+
     @property
     def comp_shape(self):
         return (self.shape[0] + 2 * self.nbl, self.shape[1] + 2 * self.nbl)
