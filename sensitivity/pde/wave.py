@@ -172,7 +172,9 @@ def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
     for n in range(nt):
         sample(u, ridx, rw, data[n])
         if ustore.shape[0] > 0:
-            ustore[n, :, :] = u[2:-2, 2:-2]
+            for i in range(nx):  # explicit loops: slice assignment is slow to compile
+                for j in range(nz):
+                    ustore[n, i, j] = u[i + 2, j + 2]
         if n == nt - 1:
             break
         if wstore.shape[0] > 0:
@@ -216,7 +218,8 @@ def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, m
         for k in range(r.shape[1]):
             r[n, k] = data[n, k] - d_obs[n, k]
     else:
-        r[n, :] = given[n]
+        for k in range(r.shape[1]):
+            r[n, k] = given[n, k]
     k = kk[0]
     m2, m1, m0 = mu[k % 3], mu[(k + 1) % 3], mu[(k + 2) % 3]
     if n < nt - 1:
