@@ -245,11 +245,16 @@ def test_operators_run_without_jit():
         assert numba.config.DISABLE_JIT
         from sensitivity.pde import boundary as bcs
         from sensitivity.pde.grids import RadialGrid1D
-        from sensitivity.pde.operators import flux_divergence, laplacian
+        from sensitivity.pde.operators import flux_divergence, gradient, laplacian
+        from sensitivity.pde.mol import diffusion_system
         g = RadialGrid1D(0.1, 10.0, 6)
         d = flux_divergence(np.ones(6), np.ones(6), g, bcs.Flux(1.0), bcs.Dirichlet(0.0))
-        lap = laplacian(np.ones((4, 3)), (1.0, 1.0), order=4)
-        print(np.isfinite(d).all(), lap.shape == (4, 3))
+        lap = laplacian(np.ones((4, 3)), (1.0, 1.0), order=4) + laplacian(np.ones(3), 1.0)[0]
+        gr = gradient(np.ones(6), g, bcs.Dirichlet(0.0), bcs.Neumann(1.0))
+        s = diffusion_system(g, np.ones(6), np.ones(6), (0.0, 1.0))
+        dydt = np.empty(6)
+        s.f(0.0, s.y0, s.p, dydt)
+        print(np.isfinite(d).all() and np.isfinite(gr).all(), lap.shape == (4, 3))
         """
     )
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")

@@ -100,7 +100,9 @@ def diffusion_system(grid, k, u0, t_span, left=None, right=None, capacity=None):
     bc = _bc_array(left, right)
     vol = grid.volume * cap  # capacity folds into the cell volume
     lo, hi, area = grid.res_lo, grid.res_hi, grid.area
-    kernel, kernel_py = fv_flux_divergence, fv_flux_divergence.py_func
+    # under NUMBA_DISABLE_JIT the kernel is already a plain function (no .py_func)
+    kernel = fv_flux_divergence
+    kernel_py = getattr(kernel, "py_func", kernel)
 
     def f(t, y, p, dydt):
         kernel(y, p, vol, lo, hi, area, bc, dydt)
