@@ -24,17 +24,15 @@ with ``r^n = d^n - d_obs^n`` for the misfit ``J = 1/2 sum_n |d^n - d_obs^n|^2``.
 The gradient with respect to ``m`` is the imaging condition
 
     dJ/dm = - sum_n mu^{n+1} [ (u^{n+1} - 2 u^n + u^{n-1}) / dt^2
-                               + sigma (u^{n+1} - u^{n-1}) / (2 dt) ]
-          = - (1/m) sum_n mu^{n+1} (L u^n + S q^n),
+                               + sigma (u^{n+1} - u^{n-1}) / (2 dt) ],
 
-the second form by the scheme itself (``A``, ``B``, ``C`` are proportional to
-``m``); it is the one computed, because ``L u^n`` comes out of the stencil
-sweep and needs one stored field per step (and no cancellation of three time
-levels). ``dJ/dv = dJ/dm * (-2 / v**3)``. The fields needed by the imaging
-condition are stored (store-all: ``L u^n``) or recomputed from checkpoints of
-``(u^n, u^{n-1})`` chosen by :mod:`sensitivity.sens.checkpoint` within a
-memory budget; both paths evaluate the same expressions in the same order and
-give bitwise identical gradients.
+and ``dJ/dv = dJ/dm * (-2 / v**3)``. The wavefields needed by the imaging
+condition are stored (store-all) or recomputed from checkpoints of ``(u^n,
+u^{n-1})`` chosen by :mod:`sensitivity.sens.checkpoint` within a memory budget
+(``u^{n+1}`` is kept from the previous reversed step); both paths evaluate the
+same expressions in the same order and give bitwise identical gradients. The
+tangent-linear (Born) model uses the same bracket, so the two are transposes
+to round-off.
 
 References
 ----------
@@ -106,65 +104,28 @@ def step(u, up, un, coef, cs):
 
 
 @njit(cache=True)
-def step_lap(u, up, un, coef, cs, w):
-    """:func:`step` that also writes ``w = L u`` (unpadded), for the imaging condition."""
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    for i in range(nx):
-        for j in range(nz):
-            lap = _lap(u, i + 2, j + 2, cs)
-            w[i, j] = lap
-            un[i + 2, j + 2] = ia[i, j] * (
-                c[i, j] * u[i + 2, j + 2] - b[i, j] * up[i + 2, j + 2] + lap
-            )
+def adjoint_image_step(m1, m2, m0, coef, cs, un, u, up, o, sig, idt2, i2dt, g):
+    """Reversed step: imaging with ``mu^{n+1}``, then ``m0 = A^{-1}[(C + L) m1 - B m2]``.
 
-
-@njit(cache=True)
-def adjoint_image_step(m1, m2, m0, coef, cs, w, g):
-    """Reversed step: ``g += mu^{n+1} w`` and ``m0 = A^{-1}[(C + L) m1 - B m2]``.
-
-    The imaging term is fused into the stencil sweep so that the adjoint field
-    is read once per step (``w = L u^n``, stored, unpadded); the source term of
-    ``L u^n + S q^n`` is added by :func:`image_source`.
+    ``g -= mu^{n+1} [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)]``
+    is fused into the stencil sweep, so the adjoint field is read once per step.
+    The forward fields ``un, u, up`` are read at offset ``o`` (:data:`HALO` when
+    padded, 0 when stored without the halo); ``m1, m2, m0`` are padded.
     """
     ia, c, b = coef[0], coef[1], coef[2]
     nx, nz = ia.shape
     for i in range(nx):
         for j in range(nz):
             mu = m1[i + 2, j + 2]
-            g[i, j] += mu * w[i, j]
+            a0, a1, a2 = un[i + o, j + o], u[i + o, j + o], up[i + o, j + o]
+            g[i, j] -= mu * ((a0 - 2.0 * a1 + a2) * idt2 + sig[i, j] * ((a0 - a2) * i2dt))
             lap = _lap(m1, i + 2, j + 2, cs)
             m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
 
 
 @njit(cache=True)
-def adjoint_image_step_u(m1, m2, m0, coef, cs, u, g):
-    """:func:`adjoint_image_step` with ``w = L u`` computed in the sweep from the
-    padded ``u`` (bitwise the stored value: the same :func:`_lap` expression)."""
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    for i in range(nx):
-        for j in range(nz):
-            mu = m1[i + 2, j + 2]
-            g[i, j] += mu * _lap(u, i + 2, j + 2, cs)
-            lap = _lap(m1, i + 2, j + 2, cs)
-            m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
-
-
-@njit(cache=True)
-def image_source(g, mu, sidx, sw, qn):
-    """``g += mu^{n+1} S q^n`` at the source nodes (the rest of the imaging term)."""
-    for p in range(sidx.shape[0]):
-        for k in range(4):
-            i = sidx[p, k, 0]
-            j = sidx[p, k, 1]
-            g[i, j] += mu[i + 2, j + 2] * (sw[p, k] * qn[p])
-
-
-@njit(cache=True)
-def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
-    """Time loop; ``ustore`` (nt, nx, nz) gets u^n, ``wstore`` (nt-1, nx, nz) gets
-    ``L u^n``; either may have length 0 (not stored)."""
+def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore):
+    """Time loop; ``ustore`` (nt, nx, nz) gets u^n (length 0: not stored)."""
     ia = coef[0]
     nx, nz = ia.shape
     pad = (nx + 4, nz + 4)
@@ -177,10 +138,7 @@ def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore, wstore):
                     ustore[n, i, j] = u[i + 2, j + 2]
         if n == nt - 1:
             break
-        if wstore.shape[0] > 0:
-            step_lap(u, up, un, coef, cs, wstore[n])
-        else:
-            step(u, up, un, coef, cs)
+        step(u, up, un, coef, cs)
         inject(un, sidx, sw, q[n], ia, 2)
         up, u, un = u, un, up
 
@@ -207,8 +165,9 @@ def _advance(i, j, coef, cs, sidx, sw, q, u, up, s0, s1, s2, iu, iup):
 
 
 @njit(cache=True)
-def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, mu, kk, g):
-    """Reverse step n from the padded forward state u^n.
+def _reverse(n, nt, coef, cs, ridx, rw, d_obs, given, data, r, un, u, up, sig, idt2, i2dt,
+             mu, kk, g):  # fmt: skip
+    """Reverse step n from the padded forward fields u^{n+1}, u^n, u^{n-1}.
 
     ``mu`` (3, nx + 4, nz + 4) holds mu^{n+2}, mu^{n+1} and a scratch field at
     ``kk[0] % 3``, ``+1``, ``+2``; ``kk[0]`` advances by one per call (a rotation
@@ -223,8 +182,7 @@ def _reverse(n, nt, coef, cs, sidx, sw, q, ridx, rw, d_obs, given, data, r, u, m
     k = kk[0]
     m2, m1, m0 = mu[k % 3], mu[(k + 1) % 3], mu[(k + 2) % 3]
     if n < nt - 1:
-        adjoint_image_step_u(m1, m2, m0, coef, cs, u, g)
-        image_source(g, m1, sidx, sw, q[n])
+        adjoint_image_step(m1, m2, m0, coef, cs, un, u, up, 2, sig, idt2, i2dt, g)
     else:  # mu^{nt} = 0: no imaging term
         step(m1, m2, m0, coef, cs)
     inject(m0, ridx, rw, r[n], coef[0], 2)
@@ -244,49 +202,49 @@ def _adjoint_source_loop(nt, coef, cs, sidx, sw, ridx, rw, r, qbar):
 
 
 @njit(cache=True)
-def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, dt, data, ddata):
-    """Tangent-linear model: ``A du^{n+1} = (C + L) du^n - B du^{n-1} - dm w^n / m``."""
-    ia, c = coef[0], coef[1]
+def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, ddata):
+    """Tangent-linear model: ``A du^{n+1} = (C + L) du^n - B du^{n-1} - dm dG^n/dm``
+    with ``dG^n/dm`` the bracket of the imaging condition (``dm`` padded)."""
+    ia = coef[0]
     nx, nz = ia.shape
     pad = (nx + 4, nz + 4)
     up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
     dup, du, dun = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    w = np.zeros((nx, nz))
-    ones = np.ones((nx, nz))
     for n in range(nt):
         sample(u, ridx, rw, data[n])
         sample(du, ridx, rw, ddata[n])
         if n == nt - 1:
             break
-        step_lap(u, up, un, coef, cs, w)
-        inject(w, sidx, sw, q[n], ones, 0)
+        step(u, up, un, coef, cs)
         inject(un, sidx, sw, q[n], ia, 2)
         step(du, dup, dun, coef, cs)
         for i in range(nx):
             for j in range(nz):
-                # 1/m = 2 / (dt^2 C)
-                dun[i + 2, j + 2] -= ia[i, j] * dm[i, j] * w[i, j] * (2.0 / (dt * dt * c[i, j]))
+                a0, a1, a2 = un[i + 2, j + 2], u[i + 2, j + 2], up[i + 2, j + 2]
+                dg = (a0 - 2.0 * a1 + a2) * idt2 + sig[i, j] * ((a0 - a2) * i2dt)
+                dun[i + 2, j + 2] -= ia[i, j] * (dm[i + 2, j + 2] * dg)
         up, u, un = u, un, up
         dup, du, dun = du, dun, dup
 
 
 @njit(cache=True)
-def _adjoint_loop_stored(nt, coef, cs, sidx, sw, q, ridx, rw, r, wstore, g):
+def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, sig, idt2, i2dt, g):
     nx, nz = g.shape
     pad = (nx + 4, nz + 4)
     m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    zero = np.zeros((nx, nz))
     for n in range(nt - 1, -1, -1):
         if n < nt - 1:
-            adjoint_image_step(m1, m2, m0, coef, cs, wstore[n], g)
-            image_source(g, m1, sidx, sw, q[n])
+            up = store[n - 1] if n > 0 else zero
+            adjoint_image_step(m1, m2, m0, coef, cs, store[n + 1], store[n], up, 0, sig, idt2,
+                               i2dt, g)  # fmt: skip
         else:  # mu^{nt} = 0: no imaging term
             step(m1, m2, m0, coef, cs)
         inject(m0, ridx, rw, r[n], coef[0], 2)
         m2, m1, m0 = m1, m0, m2
 
 
-_NONE = np.empty((0, 1, 1))  # "do not store" for the compiled loops
-_NONE2 = np.empty((0, 1))
+_NONE2 = np.empty((0, 1))  # "no given residual" for the compiled reverse step
 
 
 @dataclass(frozen=True)
@@ -405,7 +363,7 @@ class Acoustic2D:
         store = np.empty((self.nt if save else 0,) + tuple(self.shape))
         r, s = self.receivers, self.sources
         _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, store, _NONE)  # fmt: skip
+                      data, store)  # fmt: skip
         return (data, store) if save else data
 
     def adjoint_source(self, m, r):
@@ -441,8 +399,8 @@ class Acoustic2D:
         d = np.empty((self.nt, self.receivers.n))
         dd = np.empty_like(d)
         s, r = self.sources, self.receivers
-        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights, dm,
-                   self.dt, d, dd)  # fmt: skip
+        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
+                   np.pad(dm, HALO), *self._imaging_args(), d, dd)  # fmt: skip
         return d, dd
 
     # -- gradient -------------------------------------------------------------------------
@@ -496,40 +454,31 @@ class Acoustic2D:
     def working_bytes(self):
         """Bytes of the arrays a checkpointed gradient needs besides its checkpoints.
 
-        Padded fields: 3 adjoint, 3 scratch, 2 initial zeros; unpadded: 3
-        coefficients and up to 4 temporaries; data and residual (nt,
-        n_receivers). Checked against tracemalloc in the tests (measured: 15.5
-        padded fields' worth on the Camembert shot, this estimate 18.4).
+        Padded fields: 3 adjoint, 3 scratch, 2 initial zeros, 1 kept ``u^{n+1}``;
+        unpadded: 3 coefficients and up to 4 temporaries; data and residual (nt,
+        n_receivers). Checked against tracemalloc in the tests.
         """
         nx, nz = self.shape
-        return 8 * self.wavefield_bytes + 8 * 7 * nx * nz + 8 * 2 * self.nt * self.receivers.n
+        return 9 * self.wavefield_bytes + 8 * 7 * nx * nz + 8 * 2 * self.nt * self.receivers.n
 
-    def _finish(self, coef, g):
-        # dJ/dm = -(1/m) sum_n mu^{n+1} (L u^n + S q^n); 1/m = 2/(dt^2 C)
-        return g * (-2.0 / (self.dt**2 * coef[1]))
+    def _imaging_args(self):
+        return self.sigma, 1.0 / self.dt**2, 0.5 / self.dt
 
     def _gradient_stored(self, coef, q, d_obs, residual, workspace):
         data, store = self.forward_stored(coef, q, workspace)
         r = data - d_obs if residual is None else np.array(residual, dtype=float)
         g = np.zeros(self.shape)
         rc = self.receivers
-        s = self.sources
-        _adjoint_loop_stored(self.nt, coef, self._cs(), s.idx, self._src_w(), q, rc.idx,
-                             rc.weights, r, store, g)  # fmt: skip
+        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store,
+                             *self._imaging_args(), g)  # fmt: skip
         stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
-                     n_snapshots=self.nt - 1, stored_bytes=store.nbytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), self._finish(coef, g), r, stats)
+                     n_snapshots=self.nt, stored_bytes=store.nbytes)  # fmt: skip
+        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
 
     def forward_stored(self, coef, q, workspace=None):
-        """Data and ``L u^n`` for n < nt - 1, shape (nt - 1, nx, nz).
-
-        ``L u^n + S q^n = m [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} -
-        u^{n-1})/(2dt)]`` by the scheme itself, so storing ``L u^n`` (computed
-        inside the stencil sweep anyway) lets the imaging condition read one
-        stored field per step.
-        """
+        """Data and every wavefield ``u^n`` (without halo), shape (nt, nx, nz)."""
         data = np.empty((self.nt, self.receivers.n))
-        shape = (self.nt - 1,) + tuple(self.shape)
+        shape = (self.nt,) + tuple(self.shape)
         store = None if workspace is None else workspace.get("store")
         if store is None or store.shape != shape:
             store = np.empty(shape)
@@ -537,7 +486,7 @@ class Acoustic2D:
                 workspace["store"] = store
         s, r = self.sources, self.receivers
         _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, _NONE, store)  # fmt: skip
+                      data, store)  # fmt: skip
         return data, store
 
     def _gradient_checkpointed(self, coef, q, d_obs, schedule, residual):
@@ -552,11 +501,13 @@ class Acoustic2D:
         g = np.zeros(self.shape)
         mu = np.zeros((3,) + pad)  # mu^{n+2}, mu^{n+1}, scratch (rotated by kk)
         kk = np.zeros(1, dtype=np.int64)
+        img = self._imaging_args()
 
         # Zero-copy checkpointing: advance writes only into three scratch fields.
         # Storing a state hands its scratch fields to the checkpoint (replacing
         # them by pooled ones); restoring hands the checkpoint's fields back by
-        # reference; freeing returns fields no other checkpoint shares to the pool.
+        # reference; freeing returns fields nothing else holds to the pool. The
+        # u^{n+1} kept for the next reversal's imaging is held the same way.
         scratch = [np.zeros(pad) for _ in range(3)]
         pool, refs = [], {}
 
@@ -566,18 +517,10 @@ class Acoustic2D:
                     return k
             return -1
 
-        def advance(i, j, state):
-            u, up = state
-            return _advance(i, j, coef, cs, s.idx, sw, q, u, up, *scratch, slot(u), slot(up))
-
-        def reverse(n, state):
-            _reverse(n, nt, coef, cs, s.idx, sw, q, rc.idx, rc.weights, d_obs, given, data, r,
-                     state[0], mu, kk, g)  # fmt: skip
-
-        def store(state):
+        def hold(state):
             for a in state:
                 k = slot(a)
-                if k >= 0:  # the checkpoint takes the field; scratch gets another
+                if k >= 0:  # the holder takes the field; scratch gets another
                     scratch[k] = pool.pop() if pool else np.zeros(pad)
                 refs[id(a)] = refs.get(id(a), 0) + 1
             return state
@@ -589,10 +532,24 @@ class Acoustic2D:
                     del refs[id(a)]
                     pool.append(a)  # halos are zero: every field keeps them so
 
+        kept = hold((np.zeros(pad),))  # u^{n+1} for the imaging of step n
+
+        def advance(i, j, state):
+            u, up = state
+            return _advance(i, j, coef, cs, s.idx, sw, q, u, up, *scratch, slot(u), slot(up))
+
+        def reverse(n, state):
+            nonlocal kept
+            _reverse(n, nt, coef, cs, rc.idx, rc.weights, d_obs, given, data, r, kept[0],
+                     state[0], state[1], *img, mu, kk, g)  # fmt: skip
+            new = hold((state[0],))
+            release(kept)
+            kept = new
+
         zero = (np.zeros(pad), np.zeros(pad))
-        st = cp.run(schedule, zero, advance, reverse, copy=store, restore_copies=False,
+        st = cp.run(schedule, zero, advance, reverse, copy=hold, restore_copies=False,
                     release=release)  # fmt: skip
         stats = dict(schedule=schedule.name, forward_steps=st.forward_steps,
                      recompute_factor=st.recompute_factor, n_snapshots=st.peak_snapshots,
                      stored_bytes=st.peak_snapshots * 2 * self.wavefield_bytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), self._finish(coef, g), r, stats)
+        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
