@@ -1,0 +1,417 @@
+"""numba types of the compiled duals, their data models and vector intrinsics.
+
+Layout
+------
+``Dual{K}`` is a value type passed by value: an LLVM struct
+``{double val, <K x double> eps}``. ``DualArray{K}`` is a container of two
+numpy arrays, ``val`` (n,) and ``eps`` (n, K) with contiguous rows, plus the
+differentiation tag of the numpy-level :class:`sensitivity.ad.dual.Dual` it
+came from. ``y[i]`` loads row ``i`` of ``eps`` as one ``<K x double>`` vector.
+
+Why explicit vectors: numba (0.68) runs LLVM without the SLP vectoriser, so
+scalar code for K partials stays scalar and, at K >= 4, LLVM stops inlining
+the right-hand side (11-26x the float cost on Lotka-Volterra in the prototype
+of issue 3). The small intrinsics below emit ``<K x double>`` instructions
+directly, which LLVM lowers to AVX/SSE registers whatever the optimiser does.
+
+Cache stamp
+-----------
+numba's on-disk cache does not track dependencies, so a cached kernel would
+keep the old derivative code after a rule changes. The *names* of the dual
+types carry :data:`STAMP` (the rule table's version plus a hash of the source
+of the compiled-dual modules); every cached signature that involves a dual
+type therefore changes, and misses, when either changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import (
+    intrinsic,
+    lower_cast,
+    make_attribute_wrapper,
+    models,
+    register_model,
+)
+
+from sensitivity.ad import rules
+
+KMAX = 64  # largest number of partials a dual type may carry
+
+
+def _source_hash():
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("rules.py", "nb_types.py", "nb_ops.py", "nb_array.py", "nb_box.py", "nb.py"):
+        path = os.path.join(here, name)
+        if os.path.exists(path):
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()[:10]
+
+
+# Stamp written into the dual type names (hence into every cache index key).
+STAMP = f"{rules.RULES_VERSION}.{_source_hash()}"
+
+
+def _check_k(K):
+    if not (isinstance(K, int) and 1 <= K <= KMAX):
+        raise ValueError(f"number of partials K must be an int in [1, {KMAX}], got {K!r}")
+
+
+class VecType(types.Type):
+    """``<K x double>``: the partials of one dual, held in a vector register."""
+
+    def __init__(self, K):
+        _check_k(K)
+        self.K = K
+        super().__init__(name=f"Vec{K}")
+
+
+class DualType(types.Type):
+    """Scalar dual number with ``K`` partials (a value type)."""
+
+    def __init__(self, K):
+        _check_k(K)
+        self.K = K
+        self.vec = VecType(K)
+        super().__init__(name=f"Dual{K}[rules={STAMP}]")  # the key is the name
+
+    def unify(self, typingctx, other):
+        # `s = 0.0; s += y[i]` and `z = y[i] if c else 0.0` unify to a dual.
+        if isinstance(other, (types.Float, types.Integer, types.Boolean)):
+            return self
+        if isinstance(other, DualType) and other.K == self.K:
+            return self
+        return None
+
+    def can_convert_from(self, typingctx, other):
+        if isinstance(other, (types.Float, types.Integer, types.Boolean)):
+            return types.Conversion.safe
+        return None
+
+
+class DualArrayType(types.Type):
+    """``DualArray{K}``: values (n,) and partials (n, K), rows contiguous."""
+
+    def __init__(self, K, val_type=None, eps_type=None):
+        _check_k(K)
+        self.K = K
+        self.val_type = val_type if val_type is not None else types.float64[::1]
+        self.eps_type = eps_type if eps_type is not None else types.float64[:, ::1]
+        self.dual = DualType(K)
+        self.vec = VecType(K)
+        # Stored on the instance: a type unpickled from numba's cache keeps the
+        # stamp it was compiled with, so it never equals a type of a newer stamp.
+        self.stamp = STAMP
+        lay = self.val_type.layout + self.eps_type.layout
+        super().__init__(name=f"DualArray{K}[{lay},rules={STAMP}]")
+
+    @property
+    def key(self):
+        return (self.K, self.val_type, self.eps_type, self.stamp)
+
+    @property
+    def mutable(self):
+        return True
+
+
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.K))
+
+
+register_model(VecType)(_VecModel)
+
+
+@register_model(DualType)
+class _DualModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [("val", types.float64), ("eps", fe_type.vec)])
+
+
+@register_model(DualArrayType)
+class _DualArrayModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        members = [("val", fe_type.val_type), ("eps", fe_type.eps_type), ("tag", types.int64)]
+        super().__init__(dmm, fe_type, members)
+
+
+make_attribute_wrapper(DualType, "val", "val")
+make_attribute_wrapper(DualType, "eps", "eps")
+make_attribute_wrapper(DualArrayType, "val", "val")
+make_attribute_wrapper(DualArrayType, "eps", "eps")
+make_attribute_wrapper(DualArrayType, "tag", "tag")
+
+
+_SCALAR = (types.Float, types.Integer, types.Boolean)
+
+
+def _vty(K):
+    return ir.VectorType(ir.DoubleType(), K)
+
+
+def _splat(builder, x, K):
+    vec = ir.Constant(_vty(K), ir.Undefined)
+    vec = builder.insert_element(vec, x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(ir.IntType(32), K), [0] * K))
+
+
+def _zero_vec(K):
+    return ir.Constant(_vty(K), [0.0] * K)
+
+
+# ---- vector intrinsics ---------------------------------------------------------------
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, elementwise on two vectors."""
+    if isinstance(a, VecType) and a == b:
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+
+        return a(a, b), codegen
+    return None
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    """a - b, elementwise on two vectors."""
+    if isinstance(a, VecType) and a == b:
+
+        def codegen(context, builder, sig, args):
+            return builder.fsub(args[0], args[1])
+
+        return a(a, b), codegen
+    return None
+
+
+@intrinsic
+def vneg(typingctx, a):
+    """-a, elementwise."""
+    if isinstance(a, VecType):
+
+        def codegen(context, builder, sig, args):
+            return builder.fneg(args[0])
+
+        return a(a), codegen
+    return None
+
+
+@intrinsic
+def vscale(typingctx, s, a):
+    """s * a for a float s and a vector a (plain IEEE product)."""
+    if isinstance(a, VecType) and isinstance(s, _SCALAR):
+
+        def codegen(context, builder, sig, args):
+            d = context.cast(builder, args[0], s, types.float64)
+            return builder.fmul(_splat(builder, d, a.K), args[1])
+
+        return a(s, a), codegen
+    return None
+
+
+def _safe_scale(builder, d, v, K):
+    # NaN-safe convention of rules.safe_mul, forward clause: where the tangent is
+    # exactly 0 the product is exactly 0, even if the partial d is inf or NaN.
+    # One vector compare and one blend; measured (benchmarks/nb_duals.py, K = 4)
+    # cheaper than testing d first: scalar finiteness test + two blends cost
+    # Lotka-Volterra 1.5x instead of 1.2x the float time, a cold out-of-line
+    # repair 3.7x. (The reverse clause, a zero partial against an infinite
+    # cotangent, does not arise in forward mode except after an infinite
+    # tangent, i.e. a derivative that did not exist upstream.)
+    prod = builder.fmul(_splat(builder, d, K), v)
+    is_zero = builder.fcmp_ordered("==", v, _zero_vec(K))
+    return builder.select(is_zero, _zero_vec(K), prod)
+
+
+@intrinsic
+def vsafe_scale(typingctx, s, a):
+    """s * a under the NaN-safe convention (zero tangent -> zero, always)."""
+    if isinstance(a, VecType) and isinstance(s, _SCALAR):
+
+        def codegen(context, builder, sig, args):
+            d = context.cast(builder, args[0], s, types.float64)
+            return _safe_scale(builder, d, args[1], a.K)
+
+        return a(s, a), codegen
+    return None
+
+
+@intrinsic
+def vsafe_axpy(typingctx, s, a, b):
+    """s * a + b, the product under the NaN-safe convention."""
+    if isinstance(a, VecType) and a == b and isinstance(s, _SCALAR):
+
+        def codegen(context, builder, sig, args):
+            d = context.cast(builder, args[0], s, types.float64)
+            return builder.fadd(_safe_scale(builder, d, args[1], a.K), args[2])
+
+        return a(s, a, a), codegen
+    return None
+
+
+@intrinsic
+def vget(typingctx, a, j):
+    """Partial ``j`` of a vector, as a float."""
+    if isinstance(a, VecType) and isinstance(j, types.Integer):
+
+        def codegen(context, builder, sig, args):
+            idx = builder.trunc(args[1], ir.IntType(32)) if j.bitwidth > 32 else args[1]
+            return builder.extract_element(args[0], idx)
+
+        return types.float64(a, j), codegen
+    return None
+
+
+@intrinsic
+def make_dual(typingctx, val, vec):
+    """Build a ``Dual{K}`` from a float value and a ``<K x double>`` vector."""
+    if isinstance(vec, VecType) and isinstance(val, (types.Float, types.Integer)):
+        dty = DualType(vec.K)
+
+        def codegen(context, builder, sig, args):
+            v = context.cast(builder, args[0], sig.args[0], types.float64)
+            d = cgutils.create_struct_proxy(dty)(context, builder)
+            d.val = v
+            d.eps = args[1]
+            return d._getvalue()
+
+        return dty(val, vec), codegen
+    return None
+
+
+@intrinsic
+def zero_vec(typingctx, like):
+    """A zero vector with as many partials as ``like`` (a dual, vec or dual array)."""
+    if isinstance(like, (DualType, DualArrayType, VecType)):
+        vt = like if isinstance(like, VecType) else like.vec
+
+        def codegen(context, builder, sig, args):
+            return _zero_vec(vt.K)
+
+        return vt(like), codegen
+    return None
+
+
+@intrinsic
+def as_dual(typingctx, x, like):
+    """``x`` (float or dual) as a dual with the partials of ``like``'s type."""
+    if not isinstance(like, (DualType, DualArrayType)):
+        return None
+    dty = like if isinstance(like, DualType) else like.dual
+    if isinstance(x, DualType):
+        if x.K != dty.K:
+            return None
+
+        def codegen(context, builder, sig, args):
+            return args[0]
+
+        return dty(x, like), codegen
+    if isinstance(x, (types.Float, types.Integer, types.Boolean)):
+
+        def codegen(context, builder, sig, args):
+            return _const_dual(context, builder, args[0], sig.args[0], dty)
+
+        return dty(x, like), codegen
+    return None
+
+
+def _const_dual(context, builder, x, xty, dty):
+    d = cgutils.create_struct_proxy(dty)(context, builder)
+    d.val = context.cast(builder, x, xty, types.float64)
+    d.eps = _zero_vec(dty.K)
+    return d._getvalue()
+
+
+@lower_cast(types.Float, DualType)
+@lower_cast(types.Integer, DualType)
+@lower_cast(types.Boolean, DualType)
+def _number_to_dual(context, builder, fromty, toty, val):
+    return _const_dual(context, builder, val, fromty, toty)
+
+
+@lower_cast(DualType, DualType)
+def _dual_to_dual(context, builder, fromty, toty, val):
+    if fromty.K != toty.K:
+        raise TypeError(f"cannot convert {fromty} to {toty}: different numbers of partials")
+    return val
+
+
+# ---- rows of a DualArray ---------------------------------------------------------------
+
+
+def _row_ptr(context, builder, aty, arr, i, ity):
+    da = cgutils.create_struct_proxy(aty)(context, builder, value=arr)
+    eps = context.make_array(aty.eps_type)(context, builder, value=da.eps)
+    idx = context.cast(builder, i, ity, types.intp)
+    zero = ir.Constant(ir.IntType(64), 0)
+    # Unsigned indices come already wrapped (see nb_array): no second wraparound.
+    ptr = cgutils.get_item_pointer(
+        context, builder, aty.eps_type, eps, [idx, zero], wraparound=ity.signed
+    )
+    return builder.bitcast(ptr, _vty(aty.K).as_pointer())
+
+
+@intrinsic
+def load_row(typingctx, a, i):
+    """Row ``i`` of ``a.eps`` as one ``<K x double>`` vector (negative i wraps)."""
+    if isinstance(a, DualArrayType) and isinstance(i, types.Integer):
+
+        def codegen(context, builder, sig, args):
+            ptr = _row_ptr(context, builder, a, args[0], args[1], i)
+            return builder.load(ptr, align=8)
+
+        return a.vec(a, i), codegen
+    return None
+
+
+@intrinsic
+def store_row(typingctx, a, i, v):
+    """Store vector ``v`` into row ``i`` of ``a.eps`` (negative i wraps)."""
+    if isinstance(a, DualArrayType) and isinstance(i, types.Integer) and v == a.vec:
+
+        def codegen(context, builder, sig, args):
+            ptr = _row_ptr(context, builder, a, args[0], args[1], i)
+            builder.store(args[2], ptr, align=8)
+            return context.get_dummy_value()
+
+        return types.none(a, i, v), codegen
+    return None
+
+
+@intrinsic
+def pack_dual_array(typingctx, val, eps, tag, k):
+    """Build a ``DualArray{K}`` from ``val`` (n,), ``eps`` (n, K) and a tag; K literal."""
+    if not isinstance(k, types.IntegerLiteral):
+        return None
+    ok = (
+        isinstance(val, types.Array)
+        and isinstance(eps, types.Array)
+        and val.ndim == 1
+        and eps.ndim == 2
+        and val.dtype == types.float64
+        and eps.dtype == types.float64
+        and isinstance(tag, types.Integer)
+    )
+    if not ok:
+        return None
+    aty = DualArrayType(k.literal_value, val, eps)
+
+    def codegen(context, builder, sig, args):
+        da = cgutils.create_struct_proxy(aty)(context, builder)
+        da.val = args[0]
+        da.eps = args[1]
+        da.tag = context.cast(builder, args[2], tag, types.int64)
+        if context.enable_nrt:
+            context.nrt.incref(builder, val, args[0])
+            context.nrt.incref(builder, eps, args[1])
+        return da._getvalue()
+
+    return aty(val, eps, tag, k), codegen

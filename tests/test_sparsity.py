@@ -1,0 +1,181 @@
+"""Column colouring, sparse Jacobians from colourings, sparsity detection."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sensitivity.ad.sparsity import as_pattern, color_columns, colouring_is_valid, compression
+from sensitivity.ode.problem import ODEProblem
+
+
+def tridiagonal(n):
+    return sp.diags([np.ones(n - 1), np.ones(n), np.ones(n - 1)], [-1, 0, 1], format="csr")
+
+
+def test_explicit_zeros_are_not_structural():
+    S = sp.csr_matrix((np.array([1.0, 0.0, 1.0]), ([0, 0, 1], [0, 1, 1])), shape=(2, 2))
+    colors, nc = color_columns(S)
+    assert nc == 1
+
+
+def five_point(nx, ny):
+    T = sp.diags([np.ones(nx - 1), np.ones(nx), np.ones(nx - 1)], [-1, 0, 1])
+    off = sp.diags([np.ones(ny - 1), np.ones(ny - 1)], [-1, 1])
+    return sp.csr_matrix(sp.kron(sp.eye(ny), T) + sp.kron(off, sp.eye(nx)))
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000])
+def test_tridiagonal_three_colours(n):
+    colors, nc = color_columns(tridiagonal(n))
+    assert nc <= 3
+    assert colouring_is_valid(tridiagonal(n), colors)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (10, 7), (30, 30)])
+def test_five_point_five_colours(shape):
+    S = five_point(*shape)
+    colors, nc = color_columns(S)
+    assert nc <= 5
+    assert colouring_is_valid(S, colors)
+
+
+def test_colouring_random_patterns_valid():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        S = sp.random(40, 30, density=0.1, random_state=rng, format="csr")
+        colors, nc = color_columns(S)
+        assert colouring_is_valid(S, colors)
+        assert nc <= 30
+
+
+def test_validity_check_can_fail():
+    S = tridiagonal(5)
+    assert not colouring_is_valid(S, np.zeros(5, dtype=int))
+
+
+def test_dense_pattern_needs_all_colours():
+    colors, nc = color_columns(np.ones((4, 6)))
+    assert nc == 6 and sorted(colors) == list(range(6))
+
+
+def test_as_pattern_checks_shape():
+    with pytest.raises(ValueError, match="jac_sparsity"):
+        as_pattern(np.eye(3), (4, 4))
+
+
+def heat(t, y, p, dydt):
+    n = len(y)
+    for i in range(1, n - 1):
+        dydt[i] = p[i] * (y[i + 1] - 2.0 * y[i] + y[i - 1]) + np.sin(y[i]) * y[i - 1]
+    dydt[0] = p[0] * (y[1] - 2.0 * y[0])
+    dydt[n - 1] = p[n - 1] * (y[n - 2] - 2.0 * y[n - 1])
+
+
+def heat2d(t, y, p, dydt):
+    nx = 8
+    ny = len(y) // nx
+    for j in range(ny):
+        for i in range(nx):
+            k = j * nx + i
+            c = -4.0 * y[k]
+            if i > 0:
+                c += y[k - 1]
+            if i < nx - 1:
+                c += y[k + 1]
+            if j > 0:
+                c += y[k - nx]
+            if j < ny - 1:
+                c += y[k + nx]
+            dydt[k] = p[0] * c - y[k] ** 3
+
+
+@pytest.mark.parametrize("n", [80, 301])
+def test_sparse_equals_dense_1d(n):
+    rng = np.random.default_rng(n)
+    y0, p = rng.uniform(0, 1, n), rng.uniform(0.5, 1.5, n)
+    sparse = ODEProblem(heat, y0, (0.0, 1.0), p)  # pattern detected (n >= 64)
+    dense = ODEProblem(heat, y0, (0.0, 1.0), p, jac_sparsity=False, param_sparsity=False)
+    assert sparse.jac_sparsity.nnz == 3 * n - 2
+    assert sparse.jac_colors[1] == 3
+    assert sparse.param_colors[1] == 1  # df/dp is diagonal
+    y = rng.uniform(0, 1, n)
+    J = sparse.jacobian(0.2, y)
+    assert sp.issparse(J)
+    np.testing.assert_allclose(J.toarray(), dense.jacobian(0.2, y), rtol=1e-14, atol=1e-15)
+    Jp = sparse.param_jacobian(0.2, y)
+    assert sp.issparse(Jp)
+    np.testing.assert_allclose(Jp.toarray(), dense.param_jacobian(0.2, y), rtol=1e-14, atol=0)
+
+
+def test_sparse_equals_dense_2d_given_pattern():
+    nx, ny = 8, 9
+    S = five_point(nx, ny) + sp.eye(nx * ny)
+    rng = np.random.default_rng(5)
+    y0, p = rng.uniform(0, 1, nx * ny), np.array([0.7])
+    prob = ODEProblem(heat2d, y0, (0.0, 1.0), p, jac_sparsity=S)
+    dense = ODEProblem(heat2d, y0, (0.0, 1.0), p, jac_sparsity=False)
+    assert prob.jac_colors[1] <= 5
+    np.testing.assert_allclose(
+        prob.jacobian(0.0, y0).toarray(), dense.jacobian(0.0, y0), rtol=1e-14
+    )
+
+
+def test_detected_pattern_2d():
+    nx, ny = 8, 9
+    y0 = np.random.default_rng(6).uniform(0, 1, nx * ny)
+    prob = ODEProblem(heat2d, y0, (0.0, 1.0), [0.7])
+    S = five_point(nx, ny) + sp.eye(nx * ny)
+    assert (prob.jac_sparsity != as_pattern(S, S.shape)).nnz == 0
+    assert prob.jac_colors[1] <= 5
+
+
+def test_too_small_pattern_gives_wrong_jacobian():
+    # A pattern that misses entries drops them: the sparse path trusts the pattern.
+    n = 80
+    y0 = np.linspace(0.1, 1, n)
+    prob = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n), jac_sparsity=sp.eye(n))
+    dense = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n), jac_sparsity=False)
+    assert not np.allclose(prob.jacobian(0.0, y0).toarray(), dense.jacobian(0.0, y0))
+
+
+def test_sparse_with_several_sweeps():
+    # 20 colours > 8 partials per sweep: three sweeps, stacked and gathered.
+    n = 20
+    rng = np.random.default_rng(9)
+    y0, p = rng.uniform(0, 1, n), rng.uniform(0.5, 1.5, n)
+    prob = ODEProblem(
+        heat, y0, (0.0, 1.0), p, jac_sparsity=np.ones((n, n)), param_sparsity=np.ones((n, n))
+    )
+    dense = ODEProblem(heat, y0, (0.0, 1.0), p, jac_sparsity=False, param_sparsity=False)
+    assert prob.jac_colors[1] == n
+    np.testing.assert_allclose(
+        prob.jacobian(0.1, y0).toarray(), dense.jacobian(0.1, y0), rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        prob.param_jacobian(0.1, y0).toarray(), dense.param_jacobian(0.1, y0), rtol=1e-14
+    )
+
+
+def test_compression_layout():
+    S = as_pattern(tridiagonal(5), (5, 5))
+    colors, nc = color_columns(S)
+    seeds, pos = compression(S, colors, nc, 2)
+    assert seeds.shape == (2, 5, 2) and seeds.sum() == 5
+    rows = np.repeat(np.arange(5), np.diff(S.indptr))
+    c = colors[S.indices]
+    np.testing.assert_array_equal(pos, ((c // 2) * 5 + rows) * 2 + c % 2)
+
+
+def test_jacobian_values_match_matrix():
+    n = 100
+    y0 = np.linspace(0.1, 1.0, n)
+    prob = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n))
+    out = np.full(prob.jac_sparsity.nnz, np.nan)
+    vals = prob.jacobian_values(0.0, y0, out=out)
+    assert vals is out
+    np.testing.assert_array_equal(vals, prob.jacobian(0.0, y0).data)
+    with pytest.raises(ValueError, match="out must be"):
+        prob.jacobian_values(0.0, y0, out=np.zeros(3))
+    dense = ODEProblem(heat, y0[:10], (0.0, 1.0), np.ones(10))
+    with pytest.raises(ValueError, match="jac_sparsity"):
+        dense.jacobian_values(0.0, y0[:10])
