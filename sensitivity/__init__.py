@@ -26,17 +26,27 @@ from sensitivity.inverse.objective import (
     MappedObjective,
     SumObjective,
 )
+from sensitivity.inverse.ode_objective import Objective
 from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
 from sensitivity.inverse.transforms import Bounded, Log, Transform
 from sensitivity.ode.problem import ODEProblem
 from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve
+from sensitivity.sens.adjoint import AdjointResult, adjoint_gradient, gradient
 from sensitivity.sens.forward import ForwardSensitivity, SensitivitySolver, forward_sensitivity
+from sensitivity.sens.objectives import IntegralObjective, L2Misfit, PointObjective
 from sensitivity.testing import verify_gradient
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AbstractObjective",
+    "AdjointResult",
+    "IntegralObjective",
+    "L2Misfit",
+    "Objective",
+    "PointObjective",
+    "adjoint_gradient",
+    "gradient",
     "Events",
     "ForwardSensitivity",
     "METHODS",

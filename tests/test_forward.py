@@ -159,7 +159,7 @@ def test_reaction_diffusion_pde_with_sparse_jacobian():
     n = 200
     x = np.linspace(0, 1, n + 2)[1:-1]
     y0 = np.exp(-100 * (x - 0.5) ** 2)
-    pattern = sp.diags([1, 1, 1], [-1, 0, 1], shape=(n, n), format="csr")
+    pattern = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n), format="csr")
     p = np.array([0.01, 2.0])
     prob = ODEProblem(reaction_diffusion, y0, (0.0, 0.5), p, jac_sparsity=pattern)
     ts = np.array([0.1, 0.5])

@@ -57,7 +57,7 @@ from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
 EPS = 2.220446049250313e-16
 MAX_ORDER = 5
 NEWTON_MAXITER = 4  # as ode15s: a slow Newton is cheaper to restart with a smaller step
-SENS_MAXITER = 4  # staggered sensitivity corrector: a linear iteration, 1 with a current J
+SENS_MAXITER = 8  # staggered sensitivity corrector: a linear iteration, fast with a fresh J
 KAPPA = np.array([0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0])  # NDF, [1] Table 1
 GAMMA = np.concatenate((np.zeros(1), np.cumsum(1.0 / np.arange(1, MAX_ORDER + 1))))
 ALPHA = (1.0 - KAPPA) * GAMMA
@@ -239,9 +239,15 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
             Y[i] += dY[i]
             d[i] += dY[i]
         norm = np.sqrt(acc / (N - n))
-        if not np.isfinite(norm) or (old > 0.0 and norm > 0.5 * old):
-            return False, it + 1  # diverging or stagnating: the caller renews J
-        if norm <= 1e-3 * tol:
+        if not np.isfinite(norm):
+            return False, it + 1
+        if norm == 0.0:
+            return True, it + 1
+        # linear iteration: the remaining error is about rate / (1 - rate) * norm
+        rate = norm / old if old > 0.0 else 0.0
+        if rate >= 0.9:
+            return False, it + 1  # too slow with this (stale) J: the caller renews it
+        if (old > 0.0 and rate / (1.0 - rate) * norm <= 0.01 * tol) or norm <= 1e-3 * tol:
             return True, it + 1
         old = norm
     return False, SENS_MAXITER

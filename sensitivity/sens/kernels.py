@@ -12,6 +12,10 @@ plain Python on the numpy-level duals when ``compile=False``.
   ``dY = [f(t, y, p), J S + f_p E]``.
 * ``grad(t, y, p, g_y, g_p) -> g``: value and gradients of a scalar
   ``g(t, y, p)``.
+* ``jac_all(t, y, p, f, Jy, Jp)``: f, df/dy and df/dp together, seeding the
+  n + m directions of y and p in ceil((n + m)/K) sweeps.
+* ``rk_adjoint(...)``: the reverse sweep of an explicit Runge-Kutta solution
+  (:mod:`sensitivity.sens.adjoint`), with ``jac_all`` bound as ``rhs``.
 """
 
 from __future__ import annotations
@@ -68,6 +72,109 @@ def _scalar_grad(t, y, p, gy, gp):
         for j in range(w):
             gp[c0 + j] = outp.eps[0, j]
     return value
+
+
+def _jac_all(t, y, p, fval, Jy, Jp):
+    n = y.shape[0]
+    m = p.shape[0]
+    tot = n + m
+    ey = np.zeros((n, K))
+    ep = np.zeros((m, K))
+    yd = dual_array_k(y, ey, 0, K)
+    pd = dual_array_k(p, ep, 0, K)
+    out = empty_dual(yd, n)
+    for c0 in range(0, tot, K):
+        w = min(K, tot - c0)
+        ey.fill(0.0)
+        ep.fill(0.0)
+        for j in range(w):
+            if c0 + j < n:
+                ey[c0 + j, j] = 1.0
+            else:
+                ep[c0 + j - n, j] = 1.0
+        rhs(t, yd, pd, out)
+        oe = out.eps
+        ov = out.val
+        for i in range(n):
+            fval[i] = ov[i]
+            for j in range(w):
+                if c0 + j < n:
+                    Jy[i, c0 + j] = oe[i, j]
+                else:
+                    Jp[i, c0 + j - n] = oe[i, j]
+
+
+def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
+    # Reverse sweep of explicit RK steps (rhs is the jac_all kernel here). Step k:
+    #   Y_i = y + h sum_{j<i} a_ij K_j,  K_i = f(t + c_i h, Y_i),  y_new = y + h sum b_i K_i,
+    # observations inside it: y_obs = y + h sum_i w_i K_i (the dense output).
+    # Adjoint: Kbar_i = h (b_i lam + sum_obs w_i g), then for i = s-1 ... 0:
+    #   Ybar_i = J_i^T Kbar_i, pbar += Jp_i^T Kbar_i, ybar += Ybar_i, Kbar_j += h a_ij Ybar_i.
+    # lam enters as the adjoint of the final state and leaves as that of y0.
+    n = lam.shape[0]
+    m = p.shape[0]
+    s = b.shape[0]
+    Y = np.empty((s, n))
+    Kst = np.empty((s, n))
+    Jy = np.empty((s, n, n))
+    Jp = np.empty((s, n, m))
+    Kbar = np.empty((s, n))
+    ybar = np.empty(n)
+    pbar = np.zeros(m)
+    o = obs_step.shape[0] - 1
+    for k in range(seg_h.shape[0] - 1, -1, -1):
+        t = seg_t[k]
+        h = seg_h[k]
+        y = seg_y[k]
+        for i in range(s):  # recompute the stages, with their Jacobians
+            for q in range(n):
+                acc = 0.0
+                for j in range(i):
+                    acc += A[i, j] * Kst[j, q]
+                Y[i, q] = y[q] + h * acc
+            rhs(t + c[i] * h, Y[i], p, Kst[i], Jy[i], Jp[i])
+        for q in range(n):
+            ybar[q] = lam[q]
+            for i in range(s):
+                Kbar[i, q] = h * b[i] * lam[q]
+        while o >= 0 and obs_step[o] == k:
+            for q in range(n):
+                ybar[q] += obs_g[o, q]
+                for i in range(s):
+                    Kbar[i, q] += h * obs_w[o, i] * obs_g[o, q]
+            o -= 1
+        for i in range(s - 1, -1, -1):
+            for q in range(n):
+                acc = 0.0
+                for r in range(n):
+                    acc += Jy[i, r, q] * Kbar[i, r]
+                ybar[q] += acc
+                for j in range(i):
+                    Kbar[j, q] += h * A[i, j] * acc
+            for q in range(m):
+                acc = 0.0
+                for r in range(n):
+                    acc += Jp[i, r, q] * Kbar[i, r]
+                pbar[q] += acc
+        for q in range(n):
+            lam[q] = ybar[q]
+    while o >= 0:  # observations at t0 itself
+        for q in range(n):
+            lam[q] += obs_g[o, q]
+        o -= 1
+    return pbar
+
+
+@lru_cache(maxsize=256)
+def jac_all_kernel(f, compile=True, K=nb.CHUNK):
+    """Return ``jac_all(t, y, p, f, Jy, Jp)`` for the compiled right-hand side ``f``."""
+    return nb.make_kernel(_jac_all, f, K, compile=compile)
+
+
+@lru_cache(maxsize=256)
+def rk_adjoint_kernel(f, compile=True, K=nb.CHUNK):
+    """Return the compiled reverse sweep of explicit RK steps for ``f`` (see source)."""
+    return nb.make_kernel(_rk_adjoint, jac_all_kernel(f, compile, K), K, compile=compile)
 
 
 @lru_cache(maxsize=256)

@@ -209,21 +209,30 @@ class L2Misfit(Term):
         H = np.stack([self.observed(i, Y[i], p) for i in range(self.t_obs.size)])
         return np.ravel(self.sqrt_w * (H - self.data))
 
-    def residual_jac(self, Y, S, p, dp=True):
-        """Residual Jacobian from sensitivities S (nt, n, k) of y to k directions.
+    def residual_jac(self, Y, S, p):
+        """Residual Jacobian through the states: ``sqrt(w) dh/dy S``, (nt * n_obs, k).
 
-        ``dp`` adds the explicit dependence of ``h`` on p (the directions are
-        the parameters).
+        ``S`` (nt, n, k) holds the sensitivities of y at the observation times to
+        k directions.
         """
         nt, n_obs = self.data.shape
         out = np.empty((nt, n_obs, S.shape[2]))
         for i in range(nt):
-            Hy, Hp = (None, None) if self.index is not None else self.observed_jacobians(i, Y[i], p)
-            block = S[i][self.index] if self.index is not None else Hy @ S[i]
-            if dp and Hp is not None:
-                block = block + Hp
+            if self.index is not None:
+                block = S[i][self.index]
+            else:
+                block = self.observed_jacobians(i, Y[i], p)[0] @ S[i]
             out[i] = self.sqrt_w[i][:, None] * block
         return out.reshape(nt * n_obs, S.shape[2])
+
+    def residual_jac_p(self, Y, p):
+        """Residual Jacobian through h's own dependence on p, (nt * n_obs, m)."""
+        nt, n_obs = self.data.shape
+        out = np.zeros((nt, n_obs, p.size))
+        if self.index is None:
+            for i in range(nt):
+                out[i] = self.sqrt_w[i][:, None] * self.observed_jacobians(i, Y[i], p)[1]
+        return out.reshape(nt * n_obs, p.size)
 
     @property
     def n_residuals(self):

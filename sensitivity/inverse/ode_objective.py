@@ -1,0 +1,174 @@
+"""Objective(prob, term): an ODE experiment as an objective for scipy.optimize.
+
+theta are the problem's parameters p (all of them, or those listed in
+``params``; with ``fit_y0`` the initial values follow). One forward solve with
+its sensitivities serves the value, the residuals, their Jacobian and the
+gradient at a given theta (the evaluation cache of
+:class:`~sensitivity.inverse.objective.AbstractObjective`):
+
+* residuals and the residual Jacobian from forward sensitivities
+  (:class:`~sensitivity.sens.forward.SensitivitySolver`, full error control);
+* the gradient alone (``minimize``) from the cheaper of forward sensitivities
+  and the discrete adjoint (:func:`sensitivity.sens.adjoint.gradient`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensitivity.inverse.objective import AbstractObjective, Evaluation
+from sensitivity.sens.adjoint import adjoint_gradient, observation_times
+from sensitivity.sens.forward import SensitivitySolver
+from sensitivity.sens.objectives import Term, TermSum
+
+
+class Objective(AbstractObjective):
+    """An ODE experiment: a problem, an objective term and which parameters are fitted.
+
+    Parameters
+    ----------
+    prob : ODEProblem
+    term : L2Misfit, PointObjective or a sum of them
+        The misfit; least-squares methods need residual terms (L2Misfit).
+    params : sequence of int, optional
+        Indices of the parameters p that theta holds (default: all).
+    fit_y0 : bool or sequence of int
+        Also fit the initial values (all, or those listed); they follow the
+        parameters in theta.
+    method : str
+        Integration method (``"auto"``: as :func:`sensitivity.solve`).
+    rtol, atol : float
+        Tolerances of the solves.
+    gradient : {"auto", "forward", "adjoint"}
+        How ``jac`` is computed when residuals are not asked for.
+    name : str
+    """
+
+    def __init__(
+        self,
+        prob,
+        term,
+        params=None,
+        fit_y0=False,
+        method="auto",
+        rtol=1e-6,
+        atol=1e-8,
+        gradient="auto",
+        name="experiment",
+    ):
+        if not isinstance(term, Term):
+            raise TypeError(
+                f"term must be an objective term (L2Misfit, ...), got {type(term).__name__}"
+            )
+        self.prob, self.term = prob, term
+        term.bind(prob)
+        terms = term.terms if isinstance(term, TermSum) else [term]
+        self.terms = terms
+        self.params = np.arange(prob.m) if params is None else np.asarray(params, dtype=int)
+        if self.params.ndim != 1 or np.any(self.params < 0) or np.any(self.params >= prob.m):
+            raise ValueError(f"params must be indices into p (0 ... {prob.m - 1}), got {params}")
+        if fit_y0 is True:
+            self.y0_idx = np.arange(prob.n)
+        elif fit_y0 is False or fit_y0 is None:
+            self.y0_idx = np.zeros(0, dtype=int)
+        else:
+            self.y0_idx = np.asarray(fit_y0, dtype=int)
+        self.n_params = self.params.size + self.y0_idx.size
+        self.has_residuals = all(t.has_residuals for t in terms)
+        self.n_data = sum(t.n_residuals for t in terms if t.has_residuals)
+        self.name, self.gradient_method = name, gradient
+        self.method, self.rtol, self.atol = method, rtol, atol
+        self.t_obs, self.owners = observation_times(terms, prob.t_span)
+        wrt = "both" if self.y0_idx.size else "p"
+        # full error control: the sensitivities must be stable and accurate on their own
+        # (partial control lets an explicit method's S blow up at its stability limit)
+        self._sens = SensitivitySolver(prob, self.t_obs, wrt, method, rtol, atol, "full")
+        self.nsolves = 0
+        self.failures, self.last_failure = 0, None
+
+    def _split(self, theta):
+        p = self.prob.p.copy()
+        p[self.params] = theta[: self.params.size]
+        y0 = self.prob.y0.copy()
+        y0[self.y0_idx] = theta[self.params.size :]
+        return p, y0
+
+    def _evaluate(self, theta, need):
+        p, y0 = self._split(theta)
+        if need <= {"value", "grad"} and self._adjoint_ok():
+            return self._by_adjoint(p, y0)
+        fs = self._sens(p=p, y0=y0)
+        self.nsolves += 1
+        if not fs.success:
+            return self._failed(theta, fs.message)
+        # the sensitivity columns that theta moves: parameters, then initial values
+        S = fs.dy_dp[:, :, self.params]
+        if self.y0_idx.size:
+            S = np.concatenate([S, fs.dy_dy0[:, :, self.y0_idx]], axis=2)
+        out = Evaluation(value=0.0, grad=np.zeros(self.n_params))
+        res, jac = [], []
+        for term in self.terms:
+            rows = [k for k, (t, _) in enumerate(self.owners) if t is term]
+            Y = fs.y[rows]
+            if term.has_residuals:
+                r = term.residuals(Y, p)
+                J = term.residual_jac(Y, S[rows], p)
+                J[:, : self.params.size] += term.residual_jac_p(Y, p)[:, self.params]
+                res.append(r)
+                jac.append(J)
+                out.value += 0.5 * float(r @ r)
+                out.grad += J.T @ r
+            else:
+                for k in rows:
+                    v, g_y, g_p = term.point(self.owners[k][1], fs.y[k], p)
+                    out.value += v
+                    out.grad += S[k].T @ g_y
+                    out.grad[: self.params.size] += g_p[self.params]
+        if self.has_residuals:
+            out.residuals = np.concatenate(res)
+            out.rjac = np.vstack(jac)
+        return out
+
+    def _failed(self, theta, message):
+        """A solve that failed (a trial point of the optimiser where the model blows up).
+
+        The value is inf and the residuals NaN, so that scipy's trust-region and line
+        searches step back; the failure is counted and its message kept in
+        ``last_failure`` (fit() at a failing start point raises scipy's error).
+        """
+        self.failures += 1
+        self.last_failure = f"{self.name}: the solve failed at theta = {theta}: {message}"
+        n_res = self.n_data if self.has_residuals else 0
+        return Evaluation(
+            value=np.inf,
+            grad=np.full(self.n_params, np.nan),
+            residuals=np.full(n_res, np.nan),
+            rjac=np.full((n_res, self.n_params), np.nan),
+        )
+
+    def _adjoint_ok(self):
+        """The discrete adjoint serves when the method is explicit and it pays off."""
+        meth = self._sens.base.method
+        if (
+            self.gradient_method == "forward"
+            or getattr(meth, "stiff", True)
+            or self._sens.base.auto
+        ):
+            return False
+        return self.gradient_method == "adjoint" or self.n_params > 8
+
+    def _by_adjoint(self, p, y0):
+        r = adjoint_gradient(
+            self.prob,
+            self.term,
+            method=self._sens.base.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            p=p,
+            y0=y0,
+        )
+        if not r.success:
+            raise RuntimeError(f"{self.name}: the solve failed: {r.message}")
+        self.nsolves += 1
+        g = np.concatenate([r.grad_p[self.params], r.grad_y0[self.y0_idx]])
+        return Evaluation(value=r.value, grad=g)
