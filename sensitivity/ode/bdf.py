@@ -1,0 +1,411 @@
+"""Variable-order (1-5), variable-step BDF with Newton iterations and Jacobian reuse.
+
+The quasi-constant step-size implementation of Shampine & Reichelt (1997) (MATLAB ode15s,
+scipy's ``BDF``) in the numerical differentiation formula (NDF) variant: the state is the
+array of backward differences ``D[j] = nabla^j y_n`` (scaled by h), and a step of order k
+solves for ``d = y_{n+1} - y_pred``::
+
+    y_pred = sum_{j<=k} D[j],   psi = sum_{j=1..k} gamma_j D[j] / alpha_k,   c = h / alpha_k
+    (I - c J) dy = c f(t_{n+1}, y_pred + d) - psi - d            (simplified Newton)
+
+with ``gamma_j = sum_{i<=j} 1/i``, ``alpha_k = (1 - kappa_k) gamma_k``, the NDF constants
+``kappa`` of Shampine & Reichelt (Table 1), local error ``(kappa_k gamma_k + 1/(k+1)) d``.
+
+Jacobian and factorisation policy: J is evaluated once and reused across steps; the iteration
+matrix ``I - c J`` is refactored only when c changes (step or order change) or J is renewed.
+Newton stops after ``NEWTON_MAXITER`` iterations or when its contraction rate predicts
+failure; a failure with a stale J renews J and retries, with a fresh J it halves the step.
+The step size changes only after k+1 steps of equal size (then the order may move by one),
+or after a rejection; D is rescaled to the new step (``change_D``).
+
+The dense output of a step is the interpolating polynomial of the differences, anchored at
+t_new: ``y(t_new + s h) = D[0] + sum_j D[j] prod_{m<j} (s + m)/(m + 1)``, s in [-1, 0].
+
+References
+----------
+.. [1] L. F. Shampine, M. W. Reichelt, "The MATLAB ODE suite", SIAM J. Sci. Comput. 18
+   (1997) 1-22.
+.. [2] E. Hairer, G. Wanner, "Solving Ordinary Differential Equations II", 2nd ed.,
+   Springer (1996), III.5 and IV.8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensitivity.ode import linsolve
+from sensitivity.ode.control import (
+    MAX_FACTOR,
+    MAX_STEPS,
+    MIN_FACTOR,
+    NEWTON_FAILED,
+    NONFINITE,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    TERMINATED,
+    as_jac,
+    as_rhs,
+    initial_step,
+    jit,
+    python_twin,
+)
+from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
+
+EPS = 2.220446049250313e-16
+MAX_ORDER = 5
+NEWTON_MAXITER = 4  # as ode15s: a slow Newton is cheaper to restart with a smaller step
+KAPPA = np.array([0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0])  # NDF, [1] Table 1
+GAMMA = np.concatenate((np.zeros(1), np.cumsum(1.0 / np.arange(1, MAX_ORDER + 1))))
+ALPHA = (1.0 - KAPPA) * GAMMA
+ERROR_CONST = KAPPA * GAMMA + 1.0 / np.arange(1, MAX_ORDER + 2)
+
+
+def _dense_coefficients():
+    """Row j: monomial coefficients (s^1..s^5) of prod_{m<j} (s + m)/(m + 1)."""
+    C = np.zeros((MAX_ORDER + 1, MAX_ORDER))
+    poly = np.array([1.0])  # coefficients in increasing powers of s
+    for j in range(1, MAX_ORDER + 1):
+        m = j - 1
+        poly = np.convolve(poly, np.array([m, 1.0]) / (m + 1))
+        C[j, : len(poly) - 1] = poly[1:]
+    return C
+
+
+DENSE_COEF = _dense_coefficients()
+
+
+@jit(inline=True)
+def wrms(w, x, scale):
+    """Return sqrt(mean((w * x / scale)**2))."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += (w * x[i] / scale[i]) ** 2
+    return np.sqrt(acc / x.shape[0])
+
+
+@jit(inline=True)
+def set_scale(atol, rtol, y, scale):
+    """Set ``scale = atol + rtol * |y|``."""
+    for i in range(y.shape[0]):
+        scale[i] = atol[i] + rtol * abs(y[i])
+
+
+@jit(inline=True)
+def predict(D, order, y_pred, psi):
+    """Set the predictor ``sum_{j<=k} D[j]`` and ``psi = sum_j gamma_j D[j] / alpha_k``."""
+    for i in range(D.shape[1]):
+        yp = D[0, i]
+        ps = 0.0
+        for j in range(1, order + 1):
+            yp += D[j, i]
+            ps += GAMMA[j] * D[j, i]
+        y_pred[i] = yp
+        psi[i] = ps / ALPHA[order]
+
+
+@jit(inline=True)
+def update_D(D, d, order):
+    """Differences after an accepted step with correction ``d`` ([1], section 2)."""
+    for i in range(D.shape[1]):
+        D[order + 2, i] = d[i] - D[order + 1, i]
+        D[order + 1, i] = d[i]
+        for j in range(order, -1, -1):
+            D[j, i] += D[j + 1, i]
+
+
+@jit(inline=True)
+def newton_residual(c, f, psi, d, out):
+    """Set ``out = c f - psi - d`` and return the index of a non-finite f (-1 if none)."""
+    bad = -1
+    for i in range(f.shape[0]):
+        if bad < 0 and not np.isfinite(f[i]):
+            bad = i
+        out[i] = c * f[i] - psi[i] - d[i]
+    return bad
+
+
+@jit(inline=True)
+def newton_update(y, d, dy):
+    """Set ``y += dy`` and ``d += dy``."""
+    for i in range(y.shape[0]):
+        y[i] += dy[i]
+        d[i] += dy[i]
+
+
+@jit()
+def compute_R(order, factor, M):
+    """Fill ``M[:order+1, :order+1]`` with the matrix R of [1] (eq. 2.3) for ratio ``factor``."""
+    for j in range(order + 1):
+        M[0, j] = 1.0
+    for i in range(1, order + 1):
+        M[i, 0] = 0.0
+        for j in range(1, order + 1):
+            M[i, j] = M[i - 1, j] * (i - 1 - factor * j) / i
+    return M
+
+
+def _u_table():
+    """R(order, 1) for every order, computed once (change_D multiplies by it)."""
+    U = np.zeros((MAX_ORDER + 1, MAX_ORDER + 1, MAX_ORDER + 1))
+    for k in range(MAX_ORDER + 1):
+        getattr(compute_R, "py_func", compute_R)(k, 1.0, U[k])
+    return U
+
+
+U_TABLE = _u_table()
+
+
+@jit()
+def change_D(D, order, factor):
+    """Rescale the differences ``D[:order+1]`` to a step size multiplied by ``factor``."""
+    R = compute_R(order, factor, np.empty((order + 1, order + 1)))
+    RU = np.zeros((order + 1, order + 1))
+    for k in range(order + 1):
+        for m in range(order + 1):
+            for j in range(order + 1):
+                RU[k, j] += R[k, m] * U_TABLE[order, m, j]
+    col = np.empty(order + 1)
+    for i in range(D.shape[1]):
+        for j in range(order + 1):
+            acc = 0.0
+            for k in range(order + 1):
+                acc += RU[k, j] * D[k, i]
+            col[j] = acc
+        for j in range(order + 1):
+            D[j, i] = col[j]
+
+
+@jit(twin=True)
+def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, y, d, f, dy):
+    """Simplified Newton iteration for the BDF stage; returns (converged, n_iter, bad).
+
+    ``bad`` is the index of a non-finite component of f (-1 if none). ``dy`` is scratch.
+    """
+    d[:] = 0.0
+    y[:] = y_pred
+    dy_norm_old = -1.0
+    for k in range(NEWTON_MAXITER):
+        rhs(t_new, y, p, f)
+        bad = newton_residual(c, f, psi, d, dy)
+        if bad >= 0:
+            return False, k + 1, bad
+        solve_lu(M, piv, dy, dy)
+        dy_norm = wrms(1.0, dy, scale)
+        rate = dy_norm / dy_norm_old if dy_norm_old > 0.0 else -1.0
+        if rate >= 0.0 and (
+            rate >= 1.0 or rate ** (NEWTON_MAXITER - k) / (1.0 - rate) * dy_norm > tol
+        ):
+            return False, k + 1, -1
+        newton_update(y, d, dy)
+        if dy_norm == 0.0 or (rate >= 0.0 and rate / (1.0 - rate) * dy_norm < tol):
+            return True, k + 1, -1
+        dy_norm_old = dy_norm
+    return False, NEWTON_MAXITER, -1
+
+
+@jit()
+def choose_order(D, order, max_order, err_norm, scale, safety):
+    """Return (new order, step factor) from the error estimates of orders k-1, k, k+1.
+
+    The estimate for order k is ``ERROR_CONST[k] * D[k + 1]`` (after the update of D, the
+    order k+1 difference is ``D[order + 2]``), as in [1].
+    """
+    best, new_order = -1.0, order
+    for k in range(max(order - 1, 1), min(order + 1, max_order) + 1):
+        e = err_norm if k == order else wrms(ERROR_CONST[k], D[k + 1], scale)
+        fac = np.inf if e == 0.0 else e ** (-1.0 / (k + 1))
+        if fac > best:
+            best, new_order = fac, k
+    return new_order, min(MAX_FACTOR, safety * best)
+
+
+@jit(inline=True)
+def bdf_dense(D, order, Q):
+    """Set ``Q`` so that y(t_new + s h) = D[0] + sum_k Q[:, k] s**(k+1)."""
+    for i in range(D.shape[1]):
+        for k in range(Q.shape[1]):
+            acc = 0.0
+            for j in range(k + 1, order + 1):
+                acc += DENSE_COEF[j, k] * D[j, i]
+            Q[i, k] = acc
+
+
+@jit(twin=True)
+def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+    """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
+
+    Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
+    min_order]``.
+    Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
+    """
+    n = y0.shape[0]
+    rtol, atol = tol[0], tol[1:]
+    t0, t_end = t_span[0], t_span[1]
+    direction = 1.0 if t_end >= t0 else -1.0
+    max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
+    record, max_order, min_order = opts[4] > 0.0, int(opts[5]), int(opts[6])
+    newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
+    counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
+    info = np.zeros(2)
+    f, y, d, dy, work = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    y_pred, psi, scale = np.empty(n), np.empty(n), np.empty(n)
+    nev = ev_dir.shape[0]
+    g_old, g_work = np.empty(nev), np.empty(nev)
+    Q = np.zeros((n, MAX_ORDER))
+    bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], MAX_ORDER)
+    rhs(t0, y0, p, f)
+    g(t0, y0, p, g_old)
+    counts[0] = 1
+    h_abs = opts[0]
+    if h_abs <= 0.0:
+        h_abs = initial_step(rhs, t0, y0, f, p, direction, 1, rtol, atol, max_step, work, dy)
+        counts[0] += 1
+    h_abs = min(h_abs, max_step)
+    D = np.zeros((MAX_ORDER + 3, n))
+    D[0] = y0
+    D[1] = f * h_abs * direction
+    J = new_jacobian(jac, t0, y0, p, np.empty((n, n)))
+    M, piv = np.empty((n, n)), np.zeros(n, np.int64)
+    counts[1] = 1
+    current_jac, lu_valid, order, n_equal, t = True, False, 1, 0, t0
+    status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
+    while direction * (t - t_end) < 0.0:
+        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+            status = (
+                MAX_STEPS
+                if counts[3] >= max_steps
+                else (STEP_TOO_SMALL, NEWTON_FAILED, NONFINITE)[why]
+            )
+            info[0] = t if status != NONFINITE else info[0]
+            break
+        if h_abs > max_step:
+            change_D(D, order, max_step / h_abs)
+            h_abs, n_equal, lu_valid = max_step, 0, False
+        t_new = t + direction * h_abs
+        if direction * (t_new - t_end) > 0.0:
+            change_D(D, order, abs(t_end - t) / h_abs)
+            n_equal, lu_valid, t_new = 0, False, t_end
+        h = t_new - t
+        h_abs = abs(h)
+        predict(D, order, y_pred, psi)
+        set_scale(atol, rtol, y_pred, scale)
+        c = h / ALPHA[order]
+        while True:
+            if not lu_valid:
+                M = factor(J, c, M, piv)
+                counts[2] += 1
+                lu_valid = True
+            ok, n_iter, bad = newton(
+                rhs, t_new, y_pred, c, psi, M, piv, scale, p, newton_tol, y, d, f, dy
+            )
+            counts[0] += n_iter
+            if ok or current_jac or bad >= 0:
+                break
+            J = new_jacobian(jac, t_new, y_pred, p, J)
+            counts[1] += 1
+            current_jac, lu_valid = True, False
+        if not ok:
+            why = 2 if bad >= 0 else 1
+            if bad >= 0:
+                info[0], info[1] = t_new, bad
+            h_abs *= 0.5
+            change_D(D, order, 0.5)
+            n_equal, lu_valid = 0, False
+            counts[4] += 1
+            continue
+        safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
+        set_scale(atol, rtol, y, scale)
+        err_norm = wrms(ERROR_CONST[order], d, scale)
+        if err_norm > 1.0:
+            fac = max(MIN_FACTOR, safety * err_norm ** (-1.0 / (order + 1)))
+            h_abs *= fac
+            change_D(D, order, fac)
+            n_equal, lu_valid, why = 0, False, 0
+            counts[4] += 1
+            continue
+        why, current_jac = 0, False
+        update_D(D, d, order)
+        k = ks[0]
+        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
+            bdf_dense(D, order, Q)  # only when someone reads the interpolant
+        terminal, t_stop = False, t_new
+        if ev_dir.shape[0] > 0 or record or save_steps:
+            bufs, t_stop, terminal = accept_step(
+                g,
+                p,
+                ev_dir,
+                ev_term,
+                g_old,
+                t,
+                t_new,
+                t_new,
+                h,
+                D[0],
+                Q,
+                D[0],
+                t_eval,
+                save_steps,
+                record,
+                bufs,
+                ks,
+                work,
+                g_work,
+            )
+        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, bufs[0], bufs[1])
+        counts[3] += 1
+        t = t_new
+        if terminal:
+            status = TERMINATED
+            break
+        n_equal += 1
+        if n_equal < order + 1:
+            continue
+        order, fac = choose_order(D, order, max_order, err_norm, scale, safety)
+        if order < min_order:  # only to test a fixed order (see BDF.min_order)
+            order += 1
+        h_abs *= fac
+        change_D(D, order, fac)
+        n_equal, lu_valid = 0, False
+    return finish_trace(status, info, counts, bufs, ks)
+
+
+@jit()
+def bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+    """:func:`bdf_solve` with ``addr = [rhs (2), g (2), jac (2)]`` function addresses."""
+    rhs = as_rhs(addr[0], addr[1])
+    g = as_rhs(addr[2], addr[3])
+    jac = as_jac(addr[4], addr[5])
+    return bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
+
+
+@dataclass(frozen=True)
+class BDF:
+    """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`bdf_solve`."""
+
+    stiff: bool = True
+    anchor_at_end: bool = True
+    needs_jac: bool = True
+
+    max_order: int = MAX_ORDER
+    min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
+
+    def run(
+        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+    ):
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+
+        With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
+        banded or sparse LU (:func:`sensitivity.ode.linsolve.choose`).
+        """
+        opts = np.concatenate([opts, [float(self.max_order), float(self.min_order)]])
+        if sparse_jac is not None:
+            kernel = python_twin(bdf_solve, linsolve.choose(pattern))
+            return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
+        if compiled:
+            return bdf_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
+        return python_twin(bdf_solve)(fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev)

@@ -1,0 +1,300 @@
+"""TR-BDF2, an L-stable ESDIRK of order 2 with an embedded order-3 estimate.
+
+The one-step stiff method of Bank et al. (1985) in the ESDIRK form of Hosea & Shampine
+(1996) (MATLAB ode23tb). With gamma = 2 - sqrt(2), d = gamma / 2, w = sqrt(2) / 4::
+
+    c | A              0     |  0
+      |              gamma   |  d   d
+      |                1     |  w   w   d
+    --+--                ----+-------------
+      | b (= last row, stiffly accurate)      w   w   d
+      | b_hat (order 3)          (1-w)/3  (3w+1)/3  d/3
+
+Both implicit stages share the iteration matrix ``I - d h J``: one LU per step size. Each
+stage ``z = base + d h f(t + c h, z)`` is solved by simplified Newton (as in
+:mod:`sensitivity.ode.bdf`); the stage derivative is then taken as ``(z - base) / (d h)``,
+which saves an evaluation and filters Newton's residual. The local error estimate
+``h sum (b_hat - b) f`` is passed through ``(I - d h J)^{-1}`` (Hosea & Shampine, section 3)
+so that it stays bounded on stiff components. The step keeps its size (and its LU) when the
+controller would change it by less than 20 %. Dense output: the cubic Hermite interpolant of
+y and f at both ends (order 3, free).
+
+References
+----------
+.. [1] M. E. Hosea, L. F. Shampine, "Analysis and implementation of TR-BDF2", Appl.
+   Numer. Math. 20 (1996) 21-37.
+.. [2] R. E. Bank, W. M. Coughran, W. Fichtner, E. H. Grosse, D. J. Rose, R. K. Smith,
+   "Transient simulation of silicon devices and circuits", IEEE Trans. CAD 4 (1985) 436-451.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensitivity.ode import linsolve
+from sensitivity.ode.bdf import set_scale, wrms
+from sensitivity.ode.control import (
+    MAX_STEPS,
+    MIN_FACTOR,
+    NEWTON_FAILED,
+    NONFINITE,
+    SAFETY,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    TERMINATED,
+    as_jac,
+    as_rhs,
+    copy1,
+    error_norm,
+    initial_step,
+    jit,
+    pi_factor,
+    python_twin,
+)
+from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
+
+EPS = 2.220446049250313e-16
+GAMMA = 2.0 - math.sqrt(2.0)
+D = GAMMA / 2.0
+W = math.sqrt(2.0) / 4.0
+# error weights b_hat - b on (f0, f_gamma, f1)
+E0, E1, E2 = (1.0 - W) / 3.0 - W, (3.0 * W + 1.0) / 3.0 - W, D / 3.0 - D
+NEWTON_MAXITER = 5
+KEEP_STEP = 1.2  # keep h (and the LU) when the controller asks for a factor in [1, 1.2]
+
+
+@jit(inline=True)
+def stage_base(y, h, a0, f0, a1, f1, base):
+    """Set ``base = y + h (a0 f0 + a1 f1)``."""
+    for i in range(y.shape[0]):
+        base[i] = y[i] + h * (a0 * f0[i] + a1 * f1[i])
+
+
+@jit(inline=True)
+def stage_residual(base, dh, f, z, out):
+    """Set ``out = base + dh f - z``; return the index of a non-finite f (-1 if none)."""
+    bad = -1
+    for i in range(z.shape[0]):
+        if bad < 0 and not np.isfinite(f[i]):
+            bad = i
+        out[i] = base[i] + dh * f[i] - z[i]
+    return bad
+
+
+@jit(inline=True)
+def stage_derivative(z, base, dh, f):
+    """Set ``f = (z - base) / dh``, the stage derivative implied by the converged stage."""
+    for i in range(z.shape[0]):
+        f[i] = (z[i] - base[i]) / dh
+
+
+@jit(twin=True)
+def stage_newton(rhs, t, base, dh, M, piv, scale, p, tol, z, f, dz):
+    """Solve ``z = base + dh f(t, z)`` from the predictor in ``z``; (ok, n_iter, bad)."""
+    norm_old = -1.0
+    for k in range(NEWTON_MAXITER):
+        rhs(t, z, p, f)
+        bad = stage_residual(base, dh, f, z, dz)
+        if bad >= 0:
+            return False, k + 1, bad
+        solve_lu(M, piv, dz, dz)
+        norm = wrms(1.0, dz, scale)
+        rate = norm / norm_old if norm_old > 0.0 else -1.0
+        if rate >= 0.0 and (
+            rate >= 1.0 or rate ** (NEWTON_MAXITER - k) / (1.0 - rate) * norm > tol
+        ):
+            return False, k + 1, -1
+        for i in range(z.shape[0]):
+            z[i] += dz[i]
+        if norm == 0.0 or (rate >= 0.0 and rate / (1.0 - rate) * norm < tol):
+            return True, k + 1, -1
+        norm_old = norm
+    return False, NEWTON_MAXITER, -1
+
+
+@jit(inline=True)
+def hermite(y, y_new, f0, f1, h, Q):
+    """Cubic Hermite dense output: y(t + s h) = y + sum_j Q[:, j] s**(j+1)."""
+    for i in range(y.shape[0]):
+        dlt = y_new[i] - y[i]
+        Q[i, 0] = h * f0[i]
+        Q[i, 1] = 3.0 * dlt - h * (2.0 * f0[i] + f1[i])
+        Q[i, 2] = h * (f0[i] + f1[i]) - 2.0 * dlt
+
+
+@jit(twin=True)
+def trbdf2_step(rhs, t, y, f0, h, M, piv, scale, p, tol, work):
+    """Both implicit stages of one step; returns (ok, nfev, bad) and fills ``work``.
+
+    ``work`` rows: 0 z_gamma, 1 f_gamma, 2 y_new, 3 f_new, 4 base, 5 scratch.
+    """
+    dh = D * h
+    z2, f2, z3, f3, base, dz = work[0], work[1], work[2], work[3], work[4], work[5]
+    stage_base(y, h, D, f0, 0.0, f0, base)
+    for i in range(y.shape[0]):
+        z2[i] = y[i] + GAMMA * h * f0[i]  # explicit Euler predictor
+    ok, n1, bad = stage_newton(rhs, t + GAMMA * h, base, dh, M, piv, scale, p, tol, z2, f2, dz)
+    if not ok:
+        return False, n1, bad
+    stage_derivative(z2, base, dh, f2)
+    stage_base(y, h, W, f0, W, f2, base)
+    for i in range(y.shape[0]):
+        z3[i] = y[i] + (z2[i] - y[i]) / GAMMA  # linear extrapolation predictor
+    ok, n2, bad = stage_newton(rhs, t + h, base, dh, M, piv, scale, p, tol, z3, f3, dz)
+    if ok:
+        stage_derivative(z3, base, dh, f3)
+    return ok, n1 + n2, bad
+
+
+@jit(twin=True)
+def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+    """Integrate ``y' = rhs(t, y, p)`` with TR-BDF2; arguments as ``bdf_solve``.
+
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record]``.
+    """
+    n = y0.shape[0]
+    rtol, atol = tol[0], tol[1:]
+    t0, t_end = t_span[0], t_span[1]
+    direction = 1.0 if t_end >= t0 else -1.0
+    max_step, max_steps, save_steps, record = opts[1], int(opts[2]), opts[3] > 0.0, opts[4] > 0
+    newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
+    counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
+    info = np.zeros(2)
+    y, f0, err, scale = y0.copy(), np.empty(n), np.empty(n), np.empty(n)
+    work = np.empty((6, n))
+    nev = ev_dir.shape[0]
+    g_old, g_work = np.empty(nev), np.empty(nev)
+    Q = np.zeros((n, 3))
+    bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    rhs(t0, y, p, f0)
+    g(t0, y, p, g_old)
+    counts[0] = 1
+    h_abs = opts[0]
+    if h_abs <= 0.0:
+        h_abs = initial_step(rhs, t0, y, f0, p, direction, 2, rtol, atol, max_step, err, scale)
+        counts[0] += 1
+    J = new_jacobian(jac, t0, y, p, np.empty((n, n)))
+    M, piv = np.empty((n, n)), np.zeros(n, np.int64)
+    counts[1] = 1
+    t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
+    status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
+    while direction * (t - t_end) < 0.0:
+        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+            status = (
+                MAX_STEPS
+                if counts[3] >= max_steps
+                else (STEP_TOO_SMALL, NEWTON_FAILED, NONFINITE)[why]
+            )
+            info[0] = t if status != NONFINITE else info[0]
+            break
+        t_new = t + direction * min(h_abs, max_step)
+        if direction * (t_new - t_end) > 0.0:
+            t_new = t_end
+        h = t_new - t
+        if h != h_lu:
+            M = factor(J, D * h, M, piv)
+            counts[2] += 1
+            h_lu = h
+        set_scale(atol, rtol, y, scale)
+        ok, nf, bad = trbdf2_step(rhs, t, y, f0, h, M, piv, scale, p, newton_tol, work)
+        counts[0] += nf
+        if not ok:
+            if bad < 0 and not current_jac:  # stale J: renew it and retry the same step
+                J = new_jacobian(jac, t, y, p, J)
+                counts[1] += 1
+                current_jac, h_lu = True, 0.0
+                continue
+            why = 2 if bad >= 0 else 1
+            if bad >= 0:
+                info[0], info[1] = t_new, bad
+            h_abs = abs(h) * 0.5
+            counts[4] += 1
+            rejected = True
+            continue
+        y_new, f_new = work[2], work[3]
+        for i in range(n):
+            err[i] = h * (E0 * f0[i] + E1 * work[1, i] + E2 * f_new[i])
+        solve_lu(M, piv, err, err)  # Hosea-Shampine filter: (I - d h J)^{-1} est
+        en = error_norm(err, y, y_new, rtol, atol)
+        if not (en <= 1.0):
+            h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-1.0 / 3.0))
+            counts[4] += 1
+            rejected, why = True, 0
+            continue
+        why, current_jac = 0, False
+        k = ks[0]
+        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
+            hermite(y, y_new, f0, f_new, h, Q)
+        terminal, t_stop = False, t_new
+        if ev_dir.shape[0] > 0 or record or save_steps:
+            bufs, t_stop, terminal = accept_step(
+                g,
+                p,
+                ev_dir,
+                ev_term,
+                g_old,
+                t,
+                t_new,
+                t,
+                h,
+                y,
+                Q,
+                y_new,
+                t_eval,
+                save_steps,
+                record,
+                bufs,
+                ks,
+                work[5],
+                g_work,
+            )
+        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
+        counts[3] += 1
+        if terminal:
+            t = t_stop
+            status = TERMINATED
+            break
+        t = t_new
+        copy1(y, y_new)
+        copy1(f0, f_new)
+        fac = pi_factor(en, err_prev, 3.0, rejected)
+        err_prev, rejected = max(en, 1e-4), False
+        if not (1.0 <= fac <= KEEP_STEP):
+            h_abs = abs(h) * fac
+    return finish_trace(status, info, counts, bufs, ks)
+
+
+@jit()
+def esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+    """:func:`esdirk_solve` with ``addr = [rhs (2), g (2), jac (2)]`` function addresses."""
+    rhs = as_rhs(addr[0], addr[1])
+    g = as_rhs(addr[2], addr[3])
+    jac = as_jac(addr[4], addr[5])
+    return esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
+
+
+@dataclass(frozen=True)
+class ESDIRK:
+    """Method entry of :data:`sensitivity.ode.solve.METHODS` for TR-BDF2."""
+
+    stiff: bool = True
+    anchor_at_end: bool = False
+    needs_jac: bool = True
+
+    def run(
+        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+    ):
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
+        if sparse_jac is not None:
+            kernel = python_twin(esdirk_solve, linsolve.choose(pattern))
+            return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
+        if compiled:
+            return esdirk_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
+        return python_twin(esdirk_solve)(
+            fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev
+        )

@@ -1,0 +1,248 @@
+"""Event location: roots of g_k(t, y(t), p) on the dense output of each accepted step.
+
+The user's events are one in-place function ``g(t, y, p, out)`` filling ``out`` (n_events,).
+After every accepted step [t_old, t_new] the steppers compare signs of ``g`` at both ends.
+Event ``k`` fires in the step when its sign changes in its ``direction`` (> 0: from negative
+to non-negative; < 0: from positive to non-positive; 0: either). A start exactly on zero does
+not fire, so a solve restarted at an event does not see it again. The crossing time is the
+root of ``theta -> g_k(t(theta), y(theta))`` on the step's interpolant, found by the Illinois
+variant of regula falsi (Dowell & Jarratt 1971), which keeps the root bracketed and converges
+superlinearly, to ``4 eps max(|t|, |h|)`` in t.
+
+Events firing in one step are reported in time order; the first terminal one ends the solve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensitivity.ode.control import (
+    copy1,
+    copy2,
+    grow_f1,
+    grow_f2,
+    grow_f3,
+    grow_i1,
+    jit,
+    poly_eval,
+)
+
+MAX_ITER = 100  # Illinois iterations per root; each halves or better the bracket in practice
+
+
+@jit(twin=True)
+def no_events(t, y, p, out):
+    """Event function of a solve without events (``out`` has length 0)."""
+    return
+
+
+@jit()
+def crossed(ga, gb, direction):
+    """Return True if an event with this ``direction`` fires between values ``ga`` and ``gb``."""
+    up = ga < 0.0 and gb >= 0.0
+    down = ga > 0.0 and gb <= 0.0
+    if direction > 0:
+        return up
+    if direction < 0:
+        return down
+    return up or down
+
+
+@jit(twin=True)
+def locate(g, p, k, sa, sb, ga, gb, t_a, h, ya, Q, y_work, g_work):
+    """Return the local coordinate s in [sa, sb] of the root of event ``k``.
+
+    ``y(t_a + s h) = ya + sum_j Q[:, j] s**(j+1)``; ``ga``, ``gb`` are g_k at sa, sb.
+    """
+    eps = 4.0 * 2.220446049250313e-16
+    side = 0
+    for _ in range(MAX_ITER):
+        if abs(sb - sa) * abs(h) <= eps * max(abs(t_a + sa * h), abs(h)):
+            break
+        s = (sa * gb - sb * ga) / (gb - ga)
+        if not (min(sa, sb) < s < max(sa, sb)):
+            s = 0.5 * (sa + sb)
+        poly_eval(ya, Q, s, y_work)
+        g(t_a + s * h, y_work, p, g_work)
+        gs = g_work[k]
+        if gs == 0.0:
+            return s
+        if (gs > 0.0) == (gb > 0.0):
+            sb, gb = s, gs
+            if side == 1:
+                ga *= 0.5  # Illinois: halve the stale end's value
+            side = 1
+        else:
+            sa, ga = s, gs
+            if side == -1:
+                gb *= 0.5
+            side = -1
+    return sb
+
+
+@jit(twin=True)
+def step_events(g, p, g_old, g_new, ev_dir, s0, s1, t_a, h, ya, Q, y_work, g_work):
+    """Return (order, s) of the events firing in [s0, s1]: indices sorted by time, their s.
+
+    ``order`` is an int64 array of the firing event indices in time order.
+    """
+    nev = g_old.shape[0]
+    idx = np.empty(nev, np.int64)
+    ss = np.empty(nev)
+    m = 0
+    for k in range(nev):
+        if crossed(g_old[k], g_new[k], ev_dir[k]):
+            ss[m] = locate(g, p, k, s0, s1, g_old[k], g_new[k], t_a, h, ya, Q, y_work, g_work)
+            idx[m] = k
+            m += 1
+    # s increases along the direction of integration for every stepper's anchor convention;
+    # insertion sort: m is tiny
+    for i in range(1, m):
+        j = i
+        while j > 0 and ss[j - 1] > ss[j]:
+            ss[j - 1], ss[j] = ss[j], ss[j - 1]
+            idx[j - 1], idx[j] = idx[j], idx[j - 1]
+            j -= 1
+    return idx[:m], ss[:m]
+
+
+@jit()
+def new_trace(t0, y0, t_eval, save_steps, nev, q):
+    """Return (bufs, ks): empty output buffers and their fill counts ``[k_out, ne, nseg]``.
+
+    ``bufs = (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)``; outputs at
+    ``t_eval`` points equal to ``t0`` (or the first saved step) are already filled.
+    """
+    n = y0.shape[0]
+    cap = 64 if save_steps else t_eval.shape[0]
+    ne = max(nev, 4)
+    bufs = (
+        np.empty(cap),
+        np.empty((cap, n)),
+        np.empty(ne, np.int64),
+        np.empty(ne),
+        np.empty((ne, n)),
+        np.empty(64),
+        np.empty(64),
+        np.empty((64, n)),
+        np.empty((64, n, q)),
+    )
+    bufs[5][0] = t0
+    ks = np.zeros(3, np.int64)
+    while ks[0] < cap and (save_steps or t_eval[ks[0]] == t0):
+        bufs[0][ks[0]] = t0
+        copy1(bufs[1][ks[0]], y0)
+        ks[0] += 1
+        if save_steps:
+            break
+    return bufs, ks
+
+
+@jit()
+def finish_trace(status, info, counts, bufs, ks):
+    """Return the kernel's trace tuple, trimming the buffers to their fill counts."""
+    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+    k, ne, nseg = ks[0], ks[1], ks[2]
+    return (
+        status,
+        info,
+        counts,
+        t_out[:k],
+        y_out[:k],
+        ev_k[:ne],
+        ev_t[:ne],
+        ev_y[:ne],
+        seg_t[: nseg + 1],
+        seg_h[:nseg],
+        seg_y[:nseg],
+        seg_Q[:nseg],
+    )
+
+
+@jit(inline=True)
+def emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out):
+    """Fill the outputs at the ``t_eval`` points up to ``t_end`` from the step's interpolant."""
+    direction = 1.0 if h > 0.0 else -1.0
+    k = ks[0]
+    while k < t_eval.shape[0] and direction * (t_eval[k] - t_end) <= 0.0:
+        t_out[k] = t_eval[k]
+        poly_eval(ya, Q, (t_eval[k] - t_a) / h, y_out[k])
+        k += 1
+    ks[0] = k
+
+
+@jit(twin=True)
+def accept_step(
+    g,
+    p,
+    ev_dir,
+    ev_term,
+    g_old,
+    t_old,
+    t_new,
+    t_a,
+    h,
+    ya,
+    Q,
+    y_new,
+    t_eval,
+    save_steps,
+    record,
+    bufs,
+    ks,
+    y_work,
+    g_work,
+):
+    """Record one accepted step: events, outputs at ``t_eval``, dense segment.
+
+    The step's dense output is ``y(t_a + s h) = ya + sum_j Q[:, j] s**(j+1)``, covering
+    s in [s0, s0 + 1] with s0 = (t_old - t_a) / h.
+    Returns ``(bufs, t_end, terminal)``: ``t_end`` is ``t_new`` or, after a terminal event,
+    the event time, whose state is then ``bufs[4][ks[1] - 1]``.
+    """
+    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+    s0 = (t_old - t_a) / h
+    t_end = t_new
+    terminal = False
+    nev = g_old.shape[0]
+    if nev > 0:
+        g_new = np.empty(nev)
+        g(t_new, y_new, p, g_new)
+        fired, s_fire = step_events(
+            g, p, g_old, g_new, ev_dir, s0, s0 + 1.0, t_a, h, ya, Q, y_work, g_work
+        )
+        for i in range(fired.shape[0]):
+            ne = ks[1]
+            ev_k = grow_i1(ev_k, ne + 1)
+            ev_t = grow_f1(ev_t, ne + 1)
+            ev_y = grow_f2(ev_y, ne + 1)
+            ev_k[ne] = fired[i]
+            ev_t[ne] = t_a + s_fire[i] * h
+            poly_eval(ya, Q, s_fire[i], ev_y[ne])
+            ks[1] += 1
+            if ev_term[fired[i]] != 0:
+                terminal = True
+                t_end = ev_t[ne]
+                break
+        copy1(g_old, g_new)
+    if record:  # the dense output, kept for dense=True and for the sensitivity solvers
+        nseg = ks[2]
+        seg_t = grow_f1(seg_t, nseg + 2)
+        seg_h = grow_f1(seg_h, nseg + 1)
+        seg_y = grow_f2(seg_y, nseg + 1)
+        seg_Q = grow_f3(seg_Q, nseg + 1)
+        seg_t[nseg + 1] = t_end
+        seg_h[nseg] = h
+        copy1(seg_y[nseg], ya)
+        copy2(seg_Q[nseg], Q)
+        ks[2] += 1
+    k = ks[0]
+    if save_steps:
+        t_out = grow_f1(t_out, k + 1)
+        y_out = grow_f2(y_out, k + 1)
+        t_out[k] = t_end
+        copy1(y_out[k], ev_y[ks[1] - 1] if terminal else y_new)
+        ks[0] += 1
+    else:
+        emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out)
+    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q), t_end, terminal

@@ -1,0 +1,249 @@
+"""Compiled adaptive explicit Runge-Kutta integration with dense output and events.
+
+One generic kernel serves every tableau of :mod:`sensitivity.ode.tableaus`: for a step h
+from (t, y) with ``K_1 = f(t, y)``::
+
+    K_i   = f(t + c_i h, y + h sum_{j<i} a_ij K_j),   y_new = y + h sum_i b_i K_i
+    err   = h sum_i e_i K_i,                          accepted when ||err|| <= 1
+
+(Hairer, Norsett & Wanner I, II.4) with the PI controller of :mod:`~sensitivity.ode.control`.
+The dense output of a step is ``y(t + s h) = y + sum_j Q[:, j] s**(j+1)``, ``Q[:, j] = h sum_i
+K_i P_ij``, which serves ``t_eval`` (never by stepping onto the points), events and
+:class:`~sensitivity.ode.solve.Solution`.
+
+:func:`rk_solve` is a plain function of arrays; :data:`rk_solve_compiled` is it compiled
+once with numba for float64 and a first-class-function right-hand side (so the on-disk
+cache is reused across processes and problems). Other engineers may compile
+``rk_solve`` for other types (duals) with ``numba.njit(rk_solve)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sensitivity.ode.control import (
+    MAX_STEPS,
+    MIN_FACTOR,
+    NONFINITE,
+    SAFETY,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    TERMINATED,
+    as_rhs,
+    copy1,
+    error_norm,
+    initial_step,
+    jit,
+    pi_factor,
+)
+from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+
+EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
+
+
+@jit(inline=True, twin=True)
+def rk_stages(rhs, t, y, p, h, A, c, K, ytmp, i0, i1):
+    """Fill stages ``K[i0:i1]`` of one step, given the earlier ones (``K[0] = f(t, y)``)."""
+    n = K.shape[1]
+    for i in range(i0, i1):
+        for m in range(n):
+            acc = 0.0
+            for j in range(i):
+                acc += A[i, j] * K[j, m]
+            ytmp[m] = y[m] + h * acc
+        rhs(t + c[i] * h, ytmp, p, K[i])
+
+
+@jit(inline=True)
+def rk_combine(y, h, w, K, out):
+    """Set ``out = y + h sum_i w_i K_i`` (pass ``y`` of zeros for the error)."""
+    s, n = w.shape[0], K.shape[1]
+    for m in range(n):
+        acc = 0.0
+        for i in range(s):
+            acc += w[i] * K[i, m]
+        out[m] = y[m] + h * acc
+
+
+@jit(inline=True)
+def rk_dense(h, P, K, Q):
+    """Set the dense-output coefficients ``Q[:, j] = h sum_i K_i P_ij``."""
+    s, n = K.shape
+    for m in range(n):
+        for j in range(P.shape[1]):
+            acc = 0.0
+            for i in range(s):
+                acc += K[i, m] * P[i, j]
+            Q[m, j] = h * acc
+
+
+@jit()
+def first_nonfinite(t, h, c, K, y_new, s):
+    """Return (t, component) of the first non-finite stage value (component -1 if none)."""
+    n = K.shape[1]
+    for i in range(s):
+        for m in range(n):
+            if not math.isfinite(K[i, m]):
+                return t + c[i] * h, m
+    for m in range(n):
+        if not math.isfinite(y_new[m]):
+            return t + h, m
+    return t, -1
+
+
+@jit(twin=True)
+def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term):
+    """Integrate ``y' = rhs(t, y, p)`` over ``t_span`` with one explicit RK pair.
+
+    Parameters
+    ----------
+    rhs, g : callables ``(t, y, p, out)``; ``g`` fills the event values.
+    t_span : ndarray (2,);  y0 : ndarray (n,);  p : ndarray (m,)
+    A, b, c, e, e3, P : the tableau (:class:`~sensitivity.ode.tableaus.ButcherTableau`);
+        rows of A beyond ``len(b)`` are dense-output stages.
+    tol : ndarray (n + 1,)  ``[rtol, atol_0, ..., atol_{n-1}]``.
+    opts : ndarray (9,)  ``[first_step (0 = auto), max_step, max_steps, save_steps, record,
+        err_order, fsal, reuse_dense_stage, combined_error]``; ``record`` keeps the dense
+        output of every step.
+    t_eval : ndarray (nt,)  output times, sorted along the direction of integration.
+    ev_dir, ev_term : int64 arrays (n_events,)  direction and terminal flags.
+
+    Returns
+    -------
+    trace : tuple, see ``TRACE_T`` in :mod:`sensitivity.ode.control`.
+    """
+    n, s, s_all = y0.shape[0], b.shape[0], A.shape[0]
+    rtol, atol = tol[0], tol[1:]
+    t0, t_end = t_span[0], t_span[1]
+    direction = 1.0 if t_end >= t0 else -1.0
+    max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
+    record, k_ctrl, fsal = opts[4] > 0.0, opts[5] + 1.0, opts[6] > 0.0
+    reuse, combined = opts[7] > 0.0, opts[8] > 0.0
+    K = np.empty((s_all, n))
+    y = y0.copy()
+    y_new, err, ytmp, zero = np.empty(n), np.empty(n), np.empty(n), np.zeros(n)
+    err3 = np.empty(n)
+    Q = np.empty((n, P.shape[1]))
+    g_old, g_work = np.empty(ev_dir.shape[0]), np.empty(ev_dir.shape[0])
+    counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
+    info = np.zeros(2)  # t and component of a failure
+    bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], P.shape[1])
+    rhs(t0, y, p, K[0])
+    g(t0, y, p, g_old)
+    counts[0] = 1
+    status = SUCCESS
+    h_abs = opts[0]
+    if h_abs <= 0.0:
+        h_abs = initial_step(
+            rhs, t0, y, K[0], p, direction, opts[5], rtol, atol, max_step, ytmp, y_new
+        )
+        counts[0] += 1
+    t, err_prev, rejected = t0, 1e-4, False
+    while direction * (t - t_end) < 0.0:
+        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+            status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
+            info[0] = t
+            break
+        t_new = t + direction * min(h_abs, max_step)
+        if direction * (t_new - t_end) > 0.0:
+            t_new = t_end
+        h = t_new - t
+        rk_stages(rhs, t, y, p, h, A, c, K, ytmp, 1, s)
+        counts[0] += s - 1
+        rk_combine(y, h, b, K, y_new)
+        rk_combine(zero, h, e, K, err)
+        if combined:
+            rk_combine(zero, h, e3, K, err3)
+            en = combined_norm(err, err3, y, y_new, rtol, atol)
+        else:
+            en = error_norm(err, y, y_new, rtol, atol)
+        if not math.isfinite(en):
+            t_bad, comp = first_nonfinite(t, h, c, K, y_new, s)
+            if comp >= 0:
+                info[0], info[1], status = t_bad, comp, NONFINITE
+                break
+        if not (en <= 1.0):
+            h_abs = abs(h) * max(MIN_FACTOR, SAFETY * (en ** (-1.0 / k_ctrl)))
+            rejected = True
+            counts[4] += 1
+            continue
+        k = ks[0]
+        dense = (
+            record
+            or ev_dir.shape[0] > 0
+            or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
+        )
+        if dense:  # only when someone reads the interpolant
+            rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
+            counts[0] += s_all - s
+            rk_dense(h, P, K, Q)
+        terminal, t_stop = False, t_new
+        if ev_dir.shape[0] > 0 or record or save_steps:
+            bufs, t_stop, terminal = accept_step(
+                g,
+                p,
+                ev_dir,
+                ev_term,
+                g_old,
+                t,
+                t_new,
+                t,
+                h,
+                y,
+                Q,
+                y_new,
+                t_eval,
+                save_steps,
+                record,
+                bufs,
+                ks,
+                ytmp,
+                g_work,
+            )
+        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
+        counts[3] += 1
+        if terminal:
+            status = TERMINATED
+            break
+        if fsal:  # first same as last: the last stage is f(t_new, y_new)
+            copy1(K[0], K[s - 1])
+        elif reuse and dense:  # the first dense stage was f(t_new, y_new)
+            copy1(K[0], K[s])
+        else:
+            rhs(t_new, y_new, p, K[0])
+            counts[0] += 1
+        t = t_new
+        copy1(y, y_new)
+        h_abs = abs(h) * pi_factor(en, err_prev, k_ctrl, rejected)
+        err_prev, rejected = max(en, 1e-4), False
+    return finish_trace(status, info, counts, bufs, ks)
+
+
+@jit(inline=True)
+def combined_norm(err, err3, y, y_new, rtol, atol):
+    """Hairer's DOP853 error: |E5|^2 / sqrt(n (|E5|^2 + 0.01 |E3|^2)) (HNW I, II.10)."""
+    n = err.shape[0]
+    e5 = 0.0
+    e3 = 0.0
+    for i in range(n):
+        sc = atol[i] + rtol * max(abs(y[i]), abs(y_new[i]))
+        e5 += (err[i] / sc) ** 2
+        e3 += (err3[i] / sc) ** 2
+    deno = e5 + 0.01 * e3
+    if deno > 0.0:
+        return e5 / math.sqrt(n * deno)
+    return 0.0 if deno == 0.0 else deno  # deno is NaN when a stage is non-finite
+
+
+@jit()
+def rk_solve_native(addr, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term):
+    """:func:`rk_solve` with ``rhs`` and ``g`` given as ``addr = [rhs (2), g (2)]`` addresses.
+
+    See :func:`sensitivity.ode.control.addresses`.
+    """
+    rhs = as_rhs(addr[0], addr[1])
+    g = as_rhs(addr[2], addr[3])
+    return rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir, ev_term)
