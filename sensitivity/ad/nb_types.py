@@ -113,7 +113,9 @@ class DualArrayType(types.Type):
 
     @property
     def key(self):
-        return (self.K, self.val_type, self.eps_type, self.stamp)
+        # getattr: types pickled by older versions may lack the attribute; they
+        # then never match (a cache miss, not an error).
+        return (self.K, self.val_type, self.eps_type, getattr(self, "stamp", None))
 
     @property
     def mutable(self):
