@@ -141,19 +141,20 @@ def addresses(func, sig):
     conversion per call and per function, and its type would tie the on-disk cache to one
     process.
     """
-    key = (func, id(sig))
-    if key not in _ADDRESSES:
+    # kept on the dispatcher itself: the addresses live exactly as long as its code does
+    cache = getattr(func, "_sensitivity_addresses", None)
+    if cache is None:
+        cache = {}
+        func._sensitivity_addresses = cache
+    if id(sig) not in cache:
         func.compile(sig)
         cres = func.get_compile_result(sig)
         lib = cres.library
-        _ADDRESSES[key] = (
+        cache[id(sig)] = (
             lib.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name),
             lib.get_pointer_to_function(cres.fndesc.llvm_func_name),
         )
-    return _ADDRESSES[key]
-
-
-_ADDRESSES = {}  # (dispatcher, signature) -> addresses; the dispatcher keeps the code alive
+    return cache[id(sig)]
 
 
 def _function_from_addresses(fn_type):
