@@ -111,7 +111,7 @@ TRACE_T = numba.types.Tuple(
 )
 
 
-def jit(inline=False, twin=False):
+def jit(inline=False, twin=False, first_class=False):
     """Compile with numba (``cache=True``), or leave plain Python under SENSITIVITY_NO_NUMBA=1.
 
     ``inline=True`` inlines the function into its callers at numba-IR level: calls between
@@ -121,12 +121,17 @@ def jit(inline=False, twin=False):
     ``twin=True`` marks a function that calls user code or the linear algebra: its
     :func:`python_twin` is interpreted. Unmarked helpers (array arithmetic) stay compiled
     inside a Python twin, so the interpreted path stays fast for large n.
+
+    ``first_class=True`` keeps the C-ABI wrapper that first-class calls need (functions
+    passed to kernels by address); the other kernels skip it, which shortens the first
+    compile a little.
     """
 
     def wrap(func):
         if NO_NUMBA:
             return func
-        disp = numba.njit(cache=True, inline="always" if inline else "never")(func)
+        options = {"no_cfunc_wrapper": not first_class}
+        disp = numba.njit(cache=True, inline="always" if inline else "never", **options)(func)
         disp.needs_twin = twin
         return disp
 

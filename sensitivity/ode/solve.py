@@ -501,13 +501,13 @@ def _solution(trace, meth, dense, events, max_steps):
     return Solution(t_out, y_out, status >= 0, status, message, stats, t_events, y_events, segments)
 
 
-@jit()
+@jit(first_class=True)
 def _decay(t, y, p, dydt):
     for i in range(y.shape[0]):
         dydt[i] = -p[0] * y[i]
 
 
-@jit()
+@jit(first_class=True)
 def _decay_jac(t, y, p, J):
     for i in range(y.shape[0]):
         for j in range(y.shape[0]):
