@@ -111,7 +111,7 @@ TRACE_T = numba.types.Tuple(
 )
 
 
-def jit(inline=False, twin=False):
+def jit(inline=False, twin=False, first_class=False):
     """Compile with numba (``cache=True``), or leave plain Python under SENSITIVITY_NO_NUMBA=1.
 
     ``inline=True`` inlines the function into its callers at numba-IR level: calls between
@@ -121,12 +121,17 @@ def jit(inline=False, twin=False):
     ``twin=True`` marks a function that calls user code or the linear algebra: its
     :func:`python_twin` is interpreted. Unmarked helpers (array arithmetic) stay compiled
     inside a Python twin, so the interpreted path stays fast for large n.
+
+    ``first_class=True`` keeps the C-ABI wrapper that first-class calls need (functions
+    passed to kernels by address); the other kernels skip it, which shortens the first
+    compile a little.
     """
 
     def wrap(func):
         if NO_NUMBA:
             return func
-        disp = numba.njit(cache=True, inline="always" if inline else "never")(func)
+        options = {"no_cfunc_wrapper": not first_class}
+        disp = numba.njit(cache=True, inline="always" if inline else "never", **options)(func)
         disp.needs_twin = twin
         return disp
 
@@ -141,19 +146,20 @@ def addresses(func, sig):
     conversion per call and per function, and its type would tie the on-disk cache to one
     process.
     """
-    key = (func, id(sig))
-    if key not in _ADDRESSES:
+    # kept on the dispatcher itself: the addresses live exactly as long as its code does
+    cache = getattr(func, "_sensitivity_addresses", None)
+    if cache is None:
+        cache = {}
+        func._sensitivity_addresses = cache
+    if id(sig) not in cache:
         func.compile(sig)
         cres = func.get_compile_result(sig)
         lib = cres.library
-        _ADDRESSES[key] = (
+        cache[id(sig)] = (
             lib.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name),
             lib.get_pointer_to_function(cres.fndesc.llvm_func_name),
         )
-    return _ADDRESSES[key]
-
-
-_ADDRESSES = {}  # (dispatcher, signature) -> addresses; the dispatcher keeps the code alive
+    return cache[id(sig)]
 
 
 def _function_from_addresses(fn_type):

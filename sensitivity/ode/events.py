@@ -30,7 +30,7 @@ from sensitivity.ode.control import (
 MAX_ITER = 100  # Illinois iterations per root; each halves or better the bracket in practice
 
 
-@jit(twin=True)
+@jit(first_class=True)
 def no_events(t, y, p, out):
     """Event function of a solve without events (``out`` has length 0)."""
     return

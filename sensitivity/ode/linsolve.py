@@ -104,6 +104,7 @@ def sparse_solve(M, piv, b, x):
 def banded_jacobian(jac, t, y, p, J):
     """Banded :func:`new_jacobian`: the COO form of ``jac(t, y)`` and its bandwidths."""
     A = sp.coo_matrix(jac(t, y))
+    A.sum_duplicates()  # one stored entry per position: band assignment needs no add.at
     kl = max(int((A.row - A.col).max(initial=0)), 0)
     ku = max(int((A.col - A.row).max(initial=0)), 0)
     return (A.row, A.col, A.data, kl, ku, A.shape[0])
@@ -113,7 +114,7 @@ def banded_factor(J, c, M, piv):
     """Banded :func:`factor`: LAPACK ``dgbtrf`` of ``I - c J`` in band storage."""
     row, col, data, kl, ku, n = J
     ab = np.zeros((2 * kl + ku + 1, n))
-    np.add.at(ab, (kl + ku + row - col, col), -c * data)
+    ab[kl + ku + row - col, col] = -c * data
     ab[kl + ku] += 1.0
     lu, ipiv, info = dgbtrf(ab, kl, ku, overwrite_ab=True)
     return (lu, ipiv, kl, ku)

@@ -136,6 +136,16 @@ def rodas_stages(rhs, t, y, f0, ft, h, M, piv, p, U, work):
     return 5, -1
 
 
+@jit(inline=True)
+def difference(f1, f0, dt, ft):
+    """Set ``ft = (f1 - f0) / dt``; return True if every entry is finite."""
+    ok = True
+    for m in range(f0.shape[0]):
+        ft[m] = (f1[m] - f0[m]) / dt
+        ok = ok and np.isfinite(ft[m])
+    return ok
+
+
 @jit(twin=True)
 def jacobian_and_ft(rhs, jac, t, y, f0, p, J, ft, work):
     """Evaluate J and a one-sided difference ``f_t`` into ``ft``; return (J, evaluations)."""
@@ -145,11 +155,7 @@ def jacobian_and_ft(rhs, jac, t, y, f0, p, J, ft, work):
     for side in (1.0, -1.0):  # forward difference; backward if f is not finite ahead
         rhs(t + side * delt, y, p, work)
         nfev += 1
-        ok = True
-        for m in range(y.shape[0]):
-            ft[m] = side * (work[m] - f0[m]) / delt
-            ok = ok and np.isfinite(ft[m])
-        if ok:
+        if difference(work, f0, side * delt, ft):
             return J, nfev
     ft[:] = 0.0  # f is not finite on either side of t: the stages will report it
     return J, nfev

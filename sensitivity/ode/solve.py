@@ -7,6 +7,9 @@ the user's right-hand side, and wraps the kernel's trace into a :class:`Solution
 A failed integration (step size underflow, max_steps, a non-finite right-hand side, Newton
 failure) returns ``success=False`` with a message naming the cause and the time; the arrays
 then hold the part that was computed, never a silently truncated answer.
+
+:class:`Solver` is the same driver split in two (validate once, run many times with new
+``p``/``y0``); :func:`warmup` compiles every kernel into numba's disk cache.
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ class Solution:
     t_events, y_events : list of ndarray
         Per event function, the times (k,) and states (k, n) of its crossings.
     segments : tuple or None
-        Dense output ``(t_bounds, h, y_anchor, Q, anchor_at_end)`` when ``dense=True``; the
+        Dense output ``(t_bounds, h, y_anchor, Q, anchor_at_end)`` when ``dense=True``: step
+        i covers [t_bounds[i], t_bounds[i+1]] (shapes (N+1,), (N,), (N, n), (N, n, q)) and
+        ``y(t) = y_anchor[i] + sum_j Q[i, :, j] s**(j+1)``, ``s = (t - anchor) / h[i]`` with
+        the anchor ``t_bounds[i+1]`` if ``anchor_at_end`` (BDF) else ``t_bounds[i]``. The
         forward-sensitivity and adjoint solvers read the step sequence from here.
     """
 
@@ -501,13 +507,13 @@ def _solution(trace, meth, dense, events, max_steps):
     return Solution(t_out, y_out, status >= 0, status, message, stats, t_events, y_events, segments)
 
 
-@jit()
+@jit(first_class=True)
 def _decay(t, y, p, dydt):
     for i in range(y.shape[0]):
         dydt[i] = -p[0] * y[i]
 
 
-@jit()
+@jit(first_class=True)
 def _decay_jac(t, y, p, J):
     for i in range(y.shape[0]):
         for j in range(y.shape[0]):
