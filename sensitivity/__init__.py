@@ -3,7 +3,7 @@
 The public API is re-exported here explicitly; see ``__all__``.
 """
 
-from sensitivity import testing
+from sensitivity import pde, testing
 from sensitivity.ad.api import (
     derivative,
     grad,
@@ -16,6 +16,7 @@ from sensitivity.ad.api import (
 )
 from sensitivity.ad.core import NonFiniteError, debug_nans
 from sensitivity.ad.dual import Dual, similar
+from sensitivity.ad.nb import RHSCompileError
 from sensitivity.ad.rules import RULES, RULES_VERSION
 from sensitivity.ad.tape import Tape
 from sensitivity.inverse.executors import TermError, parallel_map
@@ -30,7 +31,8 @@ from sensitivity.inverse.ode_objective import Objective
 from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
 from sensitivity.inverse.transforms import Bounded, Log, Transform
 from sensitivity.ode.problem import ODEProblem
-from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve
+from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve, warmup
+from sensitivity.sens import checkpoint
 from sensitivity.sens.adjoint import AdjointResult, adjoint_gradient, gradient
 from sensitivity.sens.forward import ForwardSensitivity, SensitivitySolver, forward_sensitivity
 from sensitivity.sens.objectives import IntegralObjective, L2Misfit, PointObjective
@@ -40,6 +42,10 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AbstractObjective",
+    "RHSCompileError",
+    "checkpoint",
+    "pde",
+    "warmup",
     "AdjointResult",
     "IntegralObjective",
     "L2Misfit",

@@ -158,12 +158,7 @@ def adjoint_gradient(
         return AdjointResult(
             np.nan, np.full(m, np.nan), np.full(n, np.nan), False, sol.message, dict(sol.stats)
         )
-    value, obs_g, grad_p = 0.0, np.zeros((t_all.size, n)), np.zeros(m)
-    for k, (term, i) in enumerate(owners):
-        v, g_y, g_p = term.point(i, sol.y[k], p)
-        value += v
-        obs_g[k] = g_y
-        grad_p += g_p
+    value, obs_g, grad_p = _evaluate_terms(terms, owners, sol.y, p)
     seg_t, seg_h, seg_y, _, _ = sol.segments
     obs_step, obs_w = _locate(t_all, seg_t, seg_h, tab.P)
     lam = np.zeros(n)
@@ -202,6 +197,18 @@ def observation_times(terms, t_span):
     return np.asarray(times)[order], [owners[k] for k in order]
 
 
+def _evaluate_terms(terms, owners, Y, p):
+    """Value, per-observation g_y (nt, n) and summed g_p of every term, term by term."""
+    value, G, gp = 0.0, np.zeros(Y.shape), np.zeros(p.size)
+    for term in terms:
+        rows = np.array([k for k, (t, _) in enumerate(owners) if t is term], dtype=np.int64)
+        v, G_t, g_p = term.points(Y[rows], p)
+        value += v
+        G[rows] += G_t
+        gp += g_p
+    return value, G, gp
+
+
 def _locate(t_obs, seg_t, seg_h, P):
     """Step index and interpolant weights w_i(s) = sum_j P_ij s^(j+1) of each observation.
 
@@ -211,14 +218,11 @@ def _locate(t_obs, seg_t, seg_h, P):
     forward = seg_t[-1] >= seg_t[0]
     key = seg_t if forward else -seg_t
     tk = t_obs if forward else -t_obs
-    step = np.searchsorted(key, tk, side="left") - 1
-    step = np.minimum(step, seg_h.size - 1)
-    w = np.zeros((t_obs.size, P.shape[0]))
-    for o, k in enumerate(step):
-        if k < 0:
-            continue
-        s = (t_obs[o] - seg_t[k]) / seg_h[k]
-        w[o] = P @ (s ** np.arange(1, P.shape[1] + 1))
+    step = np.minimum(np.searchsorted(key, tk, side="left") - 1, seg_h.size - 1)
+    k = np.maximum(step, 0)
+    s = (t_obs - seg_t[k]) / seg_h[k]
+    w = (s[:, None] ** np.arange(1, P.shape[1] + 1)) @ P.T
+    w[step < 0] = 0.0
     return step.astype(np.int64), w
 
 
@@ -275,12 +279,9 @@ def _forward_gradient(prob, obj, ode_method, rtol, atol):
             )
     t_all, owners = observation_times(terms, prob.t_span)
     fs = SensitivitySolver(prob, t_all, "both", ode_method, rtol, atol, "partial")()
-    value, grad_p, grad_y0 = 0.0, np.zeros(prob.m), np.zeros(prob.n)
-    for k, (term, i) in enumerate(owners):
-        v, g_y, g_p = term.point(i, fs.y[k], prob.p)
-        value += v
-        grad_p += fs.dy_dp[k].T @ g_y + g_p
-        grad_y0 += fs.dy_dy0[k].T @ g_y
+    value, G, grad_p = _evaluate_terms(terms, owners, fs.y, prob.p)
+    grad_p = grad_p + np.einsum("knm,kn->m", fs.dy_dp, G)
+    grad_y0 = np.einsum("knj,kn->j", fs.dy_dy0, G)
     return AdjointResult(float(value), grad_p, grad_y0, fs.success, fs.message, dict(fs.stats))
 
 

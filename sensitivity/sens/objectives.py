@@ -81,6 +81,19 @@ class Term:
         """Value and gradients of the contribution at ``t_obs[i]``."""
         raise NotImplementedError
 
+    def points(self, Y, p):
+        """All observations at once: value, ``g_y`` (nt, n) and summed ``g_p`` (m,).
+
+        ``Y`` (nt, n) holds the states at ``t_obs``.
+        """
+        value, G, gp = 0.0, np.zeros(Y.shape), np.zeros(p.size)
+        for i in range(Y.shape[0]):
+            v, g_y, g_p = self.point(i, Y[i], p)
+            value += v
+            G[i] = g_y
+            gp += g_p
+        return value, G, gp
+
     def density(self, t, y, p, g_y, g_p):
         """Integrand value; fills ``g_y`` (n,) and ``g_p`` (m,). None if no integral."""
         return None
@@ -203,6 +216,14 @@ class L2Misfit(Term):
             return 0.5 * float(r @ r), g_y, np.zeros(p.size)
         Hy, Hp = self.observed_jacobians(i, y, p)
         return 0.5 * float(r @ r), Hy.T @ wr, Hp.T @ wr
+
+    def points(self, Y, p):
+        if self.index is None:
+            return super().points(Y, p)
+        r = self.sqrt_w * (Y[:, self.index] - self.data)  # vectorised for component lists
+        G = np.zeros(Y.shape)
+        np.add.at(G, (slice(None), self.index), self.sqrt_w * r)
+        return 0.5 * float(np.sum(r * r)), G, np.zeros(p.size)
 
     def residuals(self, Y, p):
         """``sqrt(w) (h - d)`` at the observed states Y (nt, n), flattened (nt * n_obs,)."""
