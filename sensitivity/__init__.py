@@ -1,9 +1,11 @@
 """sensitivity: exact, fast derivatives of ODE and PDE solutions.
 
-The public API is re-exported here explicitly; see ``__all__``.
+The public API is re-exported here explicitly; see ``__all__``. The PDE toolkit and the
+checkpoint schedules are imported on demand: ``import sensitivity.pde``,
+``from sensitivity.sens import checkpoint``.
 """
 
-from sensitivity import pde, testing
+from sensitivity import testing
 from sensitivity.ad.api import (
     derivative,
     grad,
@@ -32,7 +34,6 @@ from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
 from sensitivity.inverse.transforms import Bounded, Log, Transform
 from sensitivity.ode.problem import ODEProblem
 from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve, warmup
-from sensitivity.sens import checkpoint
 from sensitivity.sens.adjoint import AdjointResult, adjoint_gradient, gradient
 from sensitivity.sens.forward import ForwardSensitivity, SensitivitySolver, forward_sensitivity
 from sensitivity.sens.objectives import IntegralObjective, L2Misfit, PointObjective
@@ -43,8 +44,6 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AbstractObjective",
     "RHSCompileError",
-    "checkpoint",
-    "pde",
     "warmup",
     "AdjointResult",
     "IntegralObjective",

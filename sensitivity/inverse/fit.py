@@ -26,7 +26,7 @@ import time
 import warnings
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
 LEAST_SQUARES = ("least_squares",)
 MINIMIZE = (
@@ -311,6 +311,8 @@ def _uncertainty(res, objective, theta, absolute_sigma):
     stderr = np.sqrt(np.abs(np.diag(cov)))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(stderr, stderr)
+    from scipy import stats  # 0.2 s to import: only when a covariance is computed
+
     q = stats.t.ppf(0.5 + res.confidence / 2, dof) if dof else np.nan
     res.covariance, res.stderr, res.correlation = cov, stderr, corr
     res.conf_int = np.column_stack([theta - q * stderr, theta + q * stderr])
