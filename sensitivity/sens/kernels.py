@@ -15,7 +15,8 @@ plain Python on the numpy-level duals when ``compile=False``.
 * ``jac_all(t, y, p, f, Jy, Jp)``: f, df/dy and df/dp together, seeding the
   n + m directions of y and p in ceil((n + m)/K) sweeps.
 * ``rk_adjoint(...)``: the reverse sweep of an explicit Runge-Kutta solution
-  (:mod:`sensitivity.sens.adjoint`), with ``jac_all`` bound as ``rhs``.
+  (:mod:`sensitivity.sens.adjoint`), the ``jac_all`` sweeps inlined with their
+  buffers hoisted out of the step loop.
 """
 
 from __future__ import annotations
@@ -105,15 +106,18 @@ def _jac_all(t, y, p, fval, Jy, Jp):
 
 
 def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
-    # Reverse sweep of explicit RK steps (rhs is the jac_all kernel here). Step k:
+    # Reverse sweep of explicit RK steps (rhs is the user's f). Step k:
     #   Y_i = y + h sum_{j<i} a_ij K_j,  K_i = f(t + c_i h, Y_i),  y_new = y + h sum b_i K_i,
     # observations inside it: y_obs = y + h sum_i w_i K_i (the dense output).
     # Adjoint: Kbar_i = h (b_i lam + sum_obs w_i g), then for i = s-1 ... 0:
     #   Ybar_i = J_i^T Kbar_i, pbar += Jp_i^T Kbar_i, ybar += Ybar_i, Kbar_j += h a_ij Ybar_i.
-    # lam enters as the adjoint of the final state and leaves as that of y0.
+    # lam enters as the adjoint of the final state and leaves as that of y0. The stage
+    # values and Jacobians come from dual sweeps seeding the n + m directions of y and p;
+    # every buffer is allocated once, outside the step loop.
     n = lam.shape[0]
     m = p.shape[0]
     s = b.shape[0]
+    tot = n + m
     Y = np.empty((s, n))
     Kst = np.empty((s, n))
     Jy = np.empty((s, n, n))
@@ -121,6 +125,12 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
     Kbar = np.empty((s, n))
     ybar = np.empty(n)
     pbar = np.zeros(m)
+    ey = np.zeros((n, K))
+    ep = np.zeros((m, K))
+    ycur = np.empty(n)
+    yd = dual_array_k(ycur, ey, 0, K)
+    pd = dual_array_k(p, ep, 0, K)
+    out = empty_dual(yd, n)
     o = obs_step.shape[0] - 1
     for k in range(seg_h.shape[0] - 1, -1, -1):
         t = seg_t[k]
@@ -132,7 +142,26 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
                 for j in range(i):
                     acc += A[i, j] * Kst[j, q]
                 Y[i, q] = y[q] + h * acc
-            rhs(t + c[i] * h, Y[i], p, Kst[i], Jy[i], Jp[i])
+                ycur[q] = Y[i, q]
+            for c0 in range(0, tot, K):
+                w = min(K, tot - c0)
+                ey.fill(0.0)
+                ep.fill(0.0)
+                for j in range(w):
+                    if c0 + j < n:
+                        ey[c0 + j, j] = 1.0
+                    else:
+                        ep[c0 + j - n, j] = 1.0
+                rhs(t + c[i] * h, yd, pd, out)
+                oe = out.eps
+                ov = out.val
+                for r in range(n):
+                    Kst[i, r] = ov[r]
+                    for j in range(w):
+                        if c0 + j < n:
+                            Jy[i, r, c0 + j] = oe[r, j]
+                        else:
+                            Jp[i, r, c0 + j - n] = oe[r, j]
         for q in range(n):
             ybar[q] = lam[q]
             for i in range(s):
@@ -174,7 +203,7 @@ def jac_all_kernel(f, compile=True, K=nb.CHUNK):
 @lru_cache(maxsize=256)
 def rk_adjoint_kernel(f, compile=True, K=nb.CHUNK):
     """Return the compiled reverse sweep of explicit RK steps for ``f`` (see source)."""
-    return nb.make_kernel(_rk_adjoint, jac_all_kernel(f, compile, K), K, compile=compile)
+    return nb.make_kernel(_rk_adjoint, f, K, compile=compile)
 
 
 @lru_cache(maxsize=256)
