@@ -12,11 +12,9 @@ plain Python on the numpy-level duals when ``compile=False``.
   ``dY = [f(t, y, p), J S + f_p E]``.
 * ``grad(t, y, p, g_y, g_p) -> g``: value and gradients of a scalar
   ``g(t, y, p)``.
-* ``jac_all(t, y, p, f, Jy, Jp)``: f, df/dy and df/dp together, seeding the
-  n + m directions of y and p in ceil((n + m)/K) sweeps.
 * ``rk_adjoint(...)``: the reverse sweep of an explicit Runge-Kutta solution
-  (:mod:`sensitivity.sens.adjoint`), the ``jac_all`` sweeps inlined with their
-  buffers hoisted out of the step loop.
+  (:mod:`sensitivity.sens.adjoint`); f, df/dy and df/dp of each stage come from
+  ceil((n + m)/K) dual sweeps seeding the n + m directions of y and p.
 """
 
 from __future__ import annotations
@@ -73,36 +71,6 @@ def _scalar_grad(t, y, p, gy, gp):
         for j in range(w):
             gp[c0 + j] = outp.eps[0, j]
     return value
-
-
-def _jac_all(t, y, p, fval, Jy, Jp):
-    n = y.shape[0]
-    m = p.shape[0]
-    tot = n + m
-    ey = np.zeros((n, K))
-    ep = np.zeros((m, K))
-    yd = dual_array_k(y, ey, 0, K)
-    pd = dual_array_k(p, ep, 0, K)
-    out = empty_dual(yd, n)
-    for c0 in range(0, tot, K):
-        w = min(K, tot - c0)
-        ey.fill(0.0)
-        ep.fill(0.0)
-        for j in range(w):
-            if c0 + j < n:
-                ey[c0 + j, j] = 1.0
-            else:
-                ep[c0 + j - n, j] = 1.0
-        rhs(t, yd, pd, out)
-        oe = out.eps
-        ov = out.val
-        for i in range(n):
-            fval[i] = ov[i]
-            for j in range(w):
-                if c0 + j < n:
-                    Jy[i, c0 + j] = oe[i, j]
-                else:
-                    Jp[i, c0 + j - n] = oe[i, j]
 
 
 def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
@@ -192,12 +160,6 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
             lam[q] += obs_g[o, q]
         o -= 1
     return pbar
-
-
-@lru_cache(maxsize=256)
-def jac_all_kernel(f, compile=True, K=nb.CHUNK):
-    """Return ``jac_all(t, y, p, f, Jy, Jp)`` for the compiled right-hand side ``f``."""
-    return nb.make_kernel(_jac_all, f, K, compile=compile)
 
 
 @lru_cache(maxsize=256)
