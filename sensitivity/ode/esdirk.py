@@ -52,7 +52,6 @@ from sensitivity.ode.control import (
     initial_step,
     jit,
     pi_factor,
-    python_twin,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
@@ -290,11 +289,18 @@ class ESDIRK:
         self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
-        if sparse_jac is not None:
-            kernel = python_twin(esdirk_solve, linsolve.choose(pattern))
-            return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
-        if compiled:
-            return esdirk_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
-        return python_twin(esdirk_solve)(
-            fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev
+        return linsolve.run_stiff(
+            esdirk_solve,
+            esdirk_solve_native,
+            fns,
+            compiled,
+            t_span,
+            y0,
+            p,
+            tol,
+            opts,
+            t_eval,
+            ev,
+            sparse_jac,
+            pattern,
         )

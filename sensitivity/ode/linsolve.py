@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dgbtrf, dgbtrs
 from scipy.sparse.linalg import splu
 
-from sensitivity.ode.control import jit
+from sensitivity.ode.control import jit, python_twin
 
 
 @jit(twin=True)
@@ -142,3 +142,32 @@ def choose(pattern):
     kl = (A.row - A.col).max(initial=0)
     ku = (A.col - A.row).max(initial=0)
     return BANDED if max(kl, ku) <= MAX_BAND else SPARSE
+
+
+def run_stiff(
+    kernel,
+    native,
+    fns,
+    compiled,
+    t_span,
+    y0,
+    p,
+    tol,
+    opts,
+    t_eval,
+    ev,
+    sparse_jac=None,
+    pattern=None,
+):
+    """Run a stiff kernel ``kernel(rhs, jac, g, ...)`` on the right linear algebra.
+
+    With a sparsity ``pattern``, its Python twin with the banded or sparse LU of
+    :func:`choose` and ``sparse_jac(t, y)``; compiled, ``native(addresses, ...)``;
+    otherwise the twin on the Python callables ``fns = (rhs, g, jac)``.
+    """
+    if sparse_jac is not None:
+        twin = python_twin(kernel, choose(pattern))
+        return twin(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
+    if compiled:
+        return native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
+    return python_twin(kernel)(fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev)

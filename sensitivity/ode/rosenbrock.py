@@ -47,7 +47,6 @@ from sensitivity.ode.control import (
     initial_step,
     jit,
     pi_factor,
-    python_twin,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
@@ -306,11 +305,18 @@ class Rodas4:
         self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
-        if sparse_jac is not None:
-            kernel = python_twin(rodas_solve, linsolve.choose(pattern))
-            return kernel(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
-        if compiled:
-            return rodas_solve_native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
-        return python_twin(rodas_solve)(
-            fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev
+        return linsolve.run_stiff(
+            rodas_solve,
+            rodas_solve_native,
+            fns,
+            compiled,
+            t_span,
+            y0,
+            p,
+            tol,
+            opts,
+            t_eval,
+            ev,
+            sparse_jac,
+            pattern,
         )
