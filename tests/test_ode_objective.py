@@ -165,3 +165,24 @@ def test_bad_input():
     b = sn.Objective(prob, sn.L2Misfit(TS, lv_data(0)), params=[0, 1])
     with pytest.raises(ValueError, match="mismatched experiment shapes"):
         a + b
+
+
+def test_verify_gradient_of_an_experiment(capsys):
+    obj = lv_objective(lv_data(5))
+    x = P0 * 1.1
+    report = sn.verify_gradient(obj, x, rtols=(1e-4, 1e-6, 1e-8))
+    assert report.passed and "discrete adjoint" in report.errors
+    assert report.errors["discrete adjoint"] < 1e-6
+    errs = list(report.sweep.values())
+    assert errs[0] > errs[1] > errs[2]  # the gradient error falls with rtol
+    assert "PASSED" in capsys.readouterr().out
+
+    class Broken(type(obj)):
+        def _evaluate(self, theta, need):
+            ev = super()._evaluate(theta, need)
+            ev.grad = ev.grad * (1.0 + 1e-3)  # a 0.1 % gradient error
+            return ev
+
+    bad = Broken(obj.prob, obj.term, method="Tsit5", rtol=1e-8, atol=1e-10)
+    report = sn.verify_gradient(bad, x, rtols=(), verbose=False)
+    assert not report.passed

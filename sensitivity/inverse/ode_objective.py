@@ -86,6 +86,38 @@ class Objective(AbstractObjective):
         self.nsolves = 0
         self.failures, self.last_failure = 0, None
 
+    def with_tolerances(self, rtol, atol):
+        """The same experiment solved at other tolerances (a new Objective)."""
+        return Objective(
+            self.prob,
+            self.term,
+            params=self.params,
+            fit_y0=self.y0_idx,
+            method=self.method,
+            rtol=rtol,
+            atol=atol,
+            gradient=self.gradient_method,
+            name=self.name,
+        )
+
+    def gradient_by(self, kind, theta):
+        """The gradient at theta by ``"forward"`` sensitivities or the ``"adjoint"``.
+
+        For cross-checks (:func:`sensitivity.verify_gradient`); bypasses the cache.
+        """
+        if kind not in ("forward", "adjoint"):
+            raise ValueError(f"kind must be 'forward' or 'adjoint', got {kind!r}")
+        theta = self._check_theta(theta)
+        if kind == "adjoint":
+            if getattr(self._sens.base.method, "stiff", True) or self._sens.base.auto:
+                raise ValueError(f"{self.name}: the discrete adjoint needs an explicit method")
+            return self._by_adjoint(*self._split(theta)).grad
+        saved, self.gradient_method = self.gradient_method, "forward"
+        try:
+            return self._evaluate(theta, frozenset({"value", "grad"})).grad
+        finally:
+            self.gradient_method = saved
+
     def _split(self, theta):
         p = self.prob.p.copy()
         p[self.params] = theta[: self.params.size]
