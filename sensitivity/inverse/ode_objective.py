@@ -63,6 +63,11 @@ class Objective(AbstractObjective):
         self.prob, self.term = prob, term
         term.bind(prob)
         terms = term.terms if isinstance(term, TermSum) else [term]
+        if any(t.is_integral for t in terms):
+            raise NotImplementedError(
+                "integral objectives are not supported by Objective yet "
+                "(they need the continuous adjoint)"
+            )
         self.terms = terms
         self.params = np.arange(prob.m) if params is None else np.asarray(params, dtype=int)
         if self.params.ndim != 1 or np.any(self.params < 0) or np.any(self.params >= prob.m):
