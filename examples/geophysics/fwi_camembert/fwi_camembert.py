@@ -1,4 +1,5 @@
-"""Full-waveform inversion of the Camembert model (cross-hole transmission).
+"""Full-waveform inversion of the Camembert model (cross-hole transmission)
+=========================================================================
 
 A disc of 3000 m/s in a 2500 m/s background is recovered from the pressure
 recorded at 101 receivers on the right for 9 sources on the left, starting from
