@@ -70,7 +70,12 @@ def main():
         return least_squares(residuals, x0), solves["n"]
 
     (r1, n1), (r2, n2) = ours(), plain()
-    t1, t2 = median(ours, 10), median(plain, 3)
+    # interleaved, so that a change of load on the shared machine hits both alike
+    t1, t2 = [], []
+    for _ in range(5):
+        t1.append(median(ours, 3))
+        t2.append(median(plain, 1))
+    t1, t2 = float(np.median(t1)), float(np.median(t2))
     print("Lotka-Volterra fit, 4 parameters, 40 noisy observations")
     print(
         f"  ours  (least_squares + forward sensitivities): {t1 * 1e3:9.2f} ms, "

@@ -144,6 +144,10 @@ class ParameterMap:
 
     def _apply(self, what, x):
         x = np.asarray(x, dtype=float)
+        if self._identity:  # the default: no per-parameter Python calls in the optimiser loop
+            if what in ("forward", "inverse"):
+                return x.copy()
+            return np.full(x.shape, 1.0 if what == "derivative" else 0.0)
         return np.array([getattr(t, what)(xi) for t, xi in zip(self.transforms, x)], dtype=float)
 
     def forward(self, x):
@@ -170,4 +174,14 @@ class ParameterMap:
 
     @property
     def is_identity(self):
-        return all(t is IDENTITY for t in self.transforms)
+        return self._identity
+
+    @property
+    def _identity(self):
+        # cached on first use; the dataclass is frozen, so write through __dict__
+        try:
+            return self.__dict__["_is_identity"]
+        except KeyError:
+            value = all(t is IDENTITY for t in self.transforms)
+            self.__dict__["_is_identity"] = value
+            return value

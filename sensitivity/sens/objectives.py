@@ -227,6 +227,8 @@ class L2Misfit(Term):
 
     def residuals(self, Y, p):
         """``sqrt(w) (h - d)`` at the observed states Y (nt, n), flattened (nt * n_obs,)."""
+        if self.index is not None:  # component selection: one fancy index, no Python loop
+            return np.ravel(self.sqrt_w * (Y[:, self.index] - self.data))
         H = np.stack([self.observed(i, Y[i], p) for i in range(self.t_obs.size)])
         return np.ravel(self.sqrt_w * (H - self.data))
 
@@ -237,12 +239,12 @@ class L2Misfit(Term):
         k directions.
         """
         nt, n_obs = self.data.shape
+        if self.index is not None:
+            out = self.sqrt_w[:, :, None] * S[:, self.index, :]
+            return out.reshape(nt * n_obs, S.shape[2])
         out = np.empty((nt, n_obs, S.shape[2]))
         for i in range(nt):
-            if self.index is not None:
-                block = S[i][self.index]
-            else:
-                block = self.observed_jacobians(i, Y[i], p)[0] @ S[i]
+            block = self.observed_jacobians(i, Y[i], p)[0] @ S[i]
             out[i] = self.sqrt_w[i][:, None] * block
         return out.reshape(nt * n_obs, S.shape[2])
 
@@ -250,7 +252,7 @@ class L2Misfit(Term):
         """Residual Jacobian through h's own dependence on p, (nt * n_obs, m)."""
         nt, n_obs = self.data.shape
         out = np.zeros((nt, n_obs, p.size))
-        if self.index is None:
+        if self.index is None:  # a component selection does not depend on p
             for i in range(nt):
                 out[i] = self.sqrt_w[i][:, None] * self.observed_jacobians(i, Y[i], p)[1]
         return out.reshape(nt * n_obs, p.size)
