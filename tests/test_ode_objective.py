@@ -146,6 +146,23 @@ def test_dask_cluster_gives_the_serial_objective():
         np.testing.assert_allclose(par.jac(x), serial.jac(x), rtol=1e-13)
 
 
+@pytest.mark.slow
+@pytest.mark.ci
+def test_process_pool_gives_the_serial_objective():
+    """ODE experiments pickle to worker processes (their kernels reload from the disk cache)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    serial = sn.SumObjective([lv_objective(lv_data(s), name=f"run {s}") for s in range(3)])
+    x = P0 * 1.05
+    with ProcessPoolExecutor(2) as pool:
+        par = sn.SumObjective(
+            [lv_objective(lv_data(s), name=f"run {s}") for s in range(3)], executor=pool
+        )
+        np.testing.assert_allclose(par.fun(x), serial.fun(x), rtol=1e-14)
+        np.testing.assert_allclose(par.jac(x), serial.jac(x), rtol=1e-13)
+        np.testing.assert_allclose(par.residual_jac(x), serial.residual_jac(x), rtol=1e-13)
+
+
 def test_a_failing_trial_point_makes_the_optimiser_step_back():
     obj = lv_objective(lv_data(1))
     ev = obj.evaluate(np.array([3.0, 2.1, 0.47, -0.11]), {"value", "residuals"})
