@@ -105,6 +105,14 @@ def test_sparse_equals_dense_1d(n):
     Jp = sparse.param_jacobian(0.2, y)
     assert sp.issparse(Jp)
     np.testing.assert_allclose(Jp.toarray(), dense.param_jacobian(0.2, y), rtol=1e-14, atol=0)
+    # the fast construction gives a valid, canonical matrix that owns its structure
+    J.check_format(full_check=True)
+    assert J.has_canonical_format and J.nnz == sparse.jac_sparsity.nnz
+    J.indices[:] = 0
+    J.data[:] = 7.0
+    assert np.all(sparse.jac_sparsity.data == 1.0)
+    again = sparse.jacobian(0.2, y)
+    np.testing.assert_allclose(again.toarray(), dense.jacobian(0.2, y), rtol=1e-14, atol=1e-15)
 
 
 def test_sparse_equals_dense_2d_given_pattern():
