@@ -5,7 +5,8 @@ checkpoint schedules are imported on demand: ``import sensitivity.pde``,
 ``from sensitivity.sens import checkpoint``.
 """
 
-from sensitivity import testing
+from importlib import import_module as _import_module
+
 from sensitivity.ad.api import (
     derivative,
     grad,
@@ -21,23 +22,48 @@ from sensitivity.ad.dual import Dual, similar
 from sensitivity.ad.nb import RHSCompileError
 from sensitivity.ad.rules import RULES, RULES_VERSION
 from sensitivity.ad.tape import Tape
-from sensitivity.inverse.executors import TermError, parallel_map
-from sensitivity.inverse.fit import FitResult, fit
-from sensitivity.inverse.objective import (
-    AbstractObjective,
-    FunctionObjective,
-    MappedObjective,
-    SumObjective,
-)
-from sensitivity.inverse.ode_objective import Objective
-from sensitivity.inverse.regularization import SmoothedTV, Tikhonov, l_curve
-from sensitivity.inverse.transforms import Bounded, Log, Transform
 from sensitivity.ode.problem import ODEProblem
 from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve, warmup
 from sensitivity.sens.adjoint import AdjointResult, adjoint_gradient, gradient
 from sensitivity.sens.forward import ForwardSensitivity, SensitivitySolver, forward_sensitivity
 from sensitivity.sens.objectives import IntegralObjective, L2Misfit, PointObjective
-from sensitivity.testing import verify_gradient
+
+# The inversion layer pulls in scipy.optimize (about half a second): it is imported on
+# first use, so that a script that only solves or differentiates starts faster.
+_LAZY = {
+    "TermError": "sensitivity.inverse.executors",
+    "parallel_map": "sensitivity.inverse.executors",
+    "FitResult": "sensitivity.inverse.fit",
+    "fit": "sensitivity.inverse.fit",
+    "AbstractObjective": "sensitivity.inverse.objective",
+    "FunctionObjective": "sensitivity.inverse.objective",
+    "MappedObjective": "sensitivity.inverse.objective",
+    "SumObjective": "sensitivity.inverse.objective",
+    "Objective": "sensitivity.inverse.ode_objective",
+    "SmoothedTV": "sensitivity.inverse.regularization",
+    "Tikhonov": "sensitivity.inverse.regularization",
+    "l_curve": "sensitivity.inverse.regularization",
+    "Bounded": "sensitivity.inverse.transforms",
+    "Log": "sensitivity.inverse.transforms",
+    "Transform": "sensitivity.inverse.transforms",
+    "verify_gradient": "sensitivity.testing",
+}
+
+
+def __getattr__(name):
+    if name == "testing":
+        value = _import_module("sensitivity.testing")
+    elif name in _LAZY:
+        value = getattr(_import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'sensitivity' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0.dev0"
 
