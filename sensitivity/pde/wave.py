@@ -90,6 +90,13 @@ def _lap(u, ii, jj, cs):
     )
 
 
+@njit(cache=True, inline="always")
+def _image(a0, a1, a2, sig, idt2, i2dt):
+    """``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)`` at one node: one
+    expression for every kernel, so stored and recomputed images are bitwise equal."""
+    return (a0 - 2.0 * a1 + a2) * idt2 + sig * ((a0 - a2) * i2dt)
+
+
 @njit(cache=True)
 def step(u, up, un, coef, cs):
     """``un = A^{-1} [(C + L) u - B up]`` on padded fields (also the adjoint step)."""
@@ -118,7 +125,7 @@ def adjoint_image_step(m1, m2, m0, coef, cs, un, u, up, o, sig, idt2, i2dt, g):
         for j in range(nz):
             mu = m1[i + 2, j + 2]
             a0, a1, a2 = un[i + o, j + o], u[i + o, j + o], up[i + o, j + o]
-            g[i, j] -= mu * ((a0 - 2.0 * a1 + a2) * idt2 + sig[i, j] * ((a0 - a2) * i2dt))
+            g[i, j] -= mu * _image(a0, a1, a2, sig[i, j], idt2, i2dt)
             lap = _lap(m1, i + 2, j + 2, cs)
             m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
 
@@ -140,6 +147,47 @@ def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore):
             break
         step(u, up, un, coef, cs)
         inject(un, sidx, sw, q[n], ia, 2)
+        up, u, un = u, un, up
+
+
+@njit(cache=True)
+def _step_image(u, up, un, coef, cs, sig, idt2, i2dt, D):
+    """:func:`step`, and the image ``D`` of (un, u, up) while the three are in registers."""
+    ia, c, b = coef[0], coef[1], coef[2]
+    nx, nz = ia.shape
+    for i in range(nx):
+        for j in range(nz):
+            a1, a2 = u[i + 2, j + 2], up[i + 2, j + 2]
+            a0 = ia[i, j] * (c[i, j] * a1 - b[i, j] * a2 + _lap(u, i + 2, j + 2, cs))
+            un[i + 2, j + 2] = a0
+            D[i, j] = _image(a0, a1, a2, sig[i, j], idt2, i2dt)
+
+
+@njit(cache=True)
+def _forward_loop_images(nt, coef, cs, sidx, sw, q, ridx, rw, data, sig, idt2, i2dt, store):
+    """Time loop storing the image ``D^n`` (:func:`_image` of u^{n+1}, u^n, u^{n-1}) of
+    every step n < nt - 1 in ``store`` (nt - 1, nx, nz) instead of the fields.
+
+    The reverse pass then reads one stored field per step instead of three: the
+    store-all gradient is bound by memory traffic. The image is formed in the step's
+    sweep and corrected at the source nodes after the injection.
+    """
+    ia = coef[0]
+    nx, nz = ia.shape
+    pad = (nx + 4, nz + 4)
+    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
+    for n in range(nt):
+        sample(u, ridx, rw, data[n])
+        if n == nt - 1:
+            break
+        _step_image(u, up, un, coef, cs, sig, idt2, i2dt, store[n])
+        inject(un, sidx, sw, q[n], ia, 2)
+        D = store[n]
+        for p in range(sidx.shape[0]):  # the injected nodes changed after their image
+            for k in range(4):
+                i, j = sidx[p, k, 0], sidx[p, k, 1]
+                D[i, j] = _image(un[i + 2, j + 2], u[i + 2, j + 2], up[i + 2, j + 2],
+                                 sig[i, j], idt2, i2dt)  # fmt: skip
         up, u, un = u, un, up
 
 
@@ -228,19 +276,25 @@ def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, d
 
 
 @njit(cache=True)
-def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, sig, idt2, i2dt, g):
+def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, g):
+    """Reverse time loop with the stored images ``store`` (nt - 1, nx, nz)."""
+    ia, c, b = coef[0], coef[1], coef[2]
     nx, nz = g.shape
     pad = (nx + 4, nz + 4)
     m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    zero = np.zeros((nx, nz))
     for n in range(nt - 1, -1, -1):
-        if n < nt - 1:
-            up = store[n - 1] if n > 0 else zero
-            adjoint_image_step(m1, m2, m0, coef, cs, store[n + 1], store[n], up, 0, sig, idt2,
-                               i2dt, g)  # fmt: skip
+        if n < nt - 1:  # imaging with mu^{n+1}, fused with the adjoint stencil sweep
+            D = store[n]
+            for i in range(nx):
+                for j in range(nz):
+                    mu = m1[i + 2, j + 2]
+                    g[i, j] -= mu * D[i, j]
+                    lap = _lap(m1, i + 2, j + 2, cs)
+                    m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2]
+                                                   + lap)  # fmt: skip
         else:  # mu^{nt} = 0: no imaging term
             step(m1, m2, m0, coef, cs)
-        inject(m0, ridx, rw, r[n], coef[0], 2)
+        inject(m0, ridx, rw, r[n], ia, 2)
         m2, m1, m0 = m1, m0, m2
 
 
@@ -472,24 +526,28 @@ class Acoustic2D:
         r = data - d_obs if residual is None else np.array(residual, dtype=float)
         g = np.zeros(self.shape)
         rc = self.receivers
-        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store,
-                             *self._imaging_args(), g)  # fmt: skip
+        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store, g)
         stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
-                     n_snapshots=self.nt, stored_bytes=store.nbytes)  # fmt: skip
+                     n_snapshots=store.shape[0], stored_bytes=store.nbytes)  # fmt: skip
         return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
 
     def forward_stored(self, coef, q, workspace=None):
-        """Data and every wavefield ``u^n`` (without halo), shape (nt, nx, nz)."""
+        """Data and the image of every step, shape (nt - 1, nx, nz).
+
+        The image of step n is ``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} -
+        u^{n-1})/(2 dt)``, the factor of ``mu^{n+1}`` in the gradient: the reverse pass
+        needs nothing else from the forward fields.
+        """
         data = np.empty((self.nt, self.receivers.n))
-        shape = (self.nt,) + tuple(self.shape)
+        shape = (self.nt - 1,) + tuple(self.shape)
         store = None if workspace is None else workspace.get("store")
         if store is None or store.shape != shape:
             store = np.empty(shape)
             if workspace is not None:
                 workspace["store"] = store
         s, r = self.sources, self.receivers
-        _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, store)  # fmt: skip
+        _forward_loop_images(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx,
+                             r.weights, data, *self._imaging_args(), store)  # fmt: skip
         return data, store
 
     def _gradient_checkpointed(self, coef, q, d_obs, schedule, residual):
