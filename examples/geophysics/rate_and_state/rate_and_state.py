@@ -29,11 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # spring_slider, when imported
-from spring_slider import PARAMS, LAWS, VelocityStep, VelocityStepObjective  # noqa: E402
-from spring_slider import steady_state_friction  # noqa: E402
+import sensitivity as sn
 
-import sensitivity as sn  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # spring_slider, when imported
+from spring_slider import (  # noqa: E402
+    LAWS,
+    PARAMS,
+    VelocityStep,
+    VelocityStepObjective,
+    steady_state_friction,
+)
 
 TRUTH = np.array([0.010, 0.015, 1.0e-5, 2.0e3, 0.60])  # a, b, Dc (m), k (1/m), mu0
 V0, V1 = 1e-6, 1e-5  # load-point velocities before and after the step (m/s)
@@ -106,7 +111,8 @@ def steady_state_check(run, theta):
 
 def report(res, law):
     print(f"\n{law} law: {res.message} ({res.nfev} evaluations)")
-    print("start (read off the data): " + ", ".join(f"{n}={v:.4g}" for n, v in zip(PARAMS, res.start)))
+    start = ", ".join(f"{n}={v:.4g}" for n, v in zip(PARAMS, res.start))
+    print(f"start (read off the data): {start}")
     print(f"{'':>5} {'true':>11} {'estimate':>11} {'std. error':>11} {'(est-true)/se':>14}")
     for i, name in enumerate(PARAMS):
         z = (res.x[i] - TRUTH[i]) / res.stderr[i]
@@ -183,7 +189,8 @@ def main(argv=None):
     experiment = VelocityStep([V0, V1], LENGTHS, spacing, law=args.law)
     clean, data = synthetic(experiment, NOISE, args.seed)
     print(f"spring-slider, {args.law} law, quasi-static; load point {V0 * 1e6:g} -> "
-          f"{V1 * 1e6:g} um/s; {data.size} friction samples every {spacing * 1e6:g} um")  # fmt: skip
+          f"{V1 * 1e6:g} um/s; {data.size} friction samples every "
+          f"{spacing * 1e6:g} um")  # fmt: skip
     ss_true = steady_state_check(experiment(TRUTH, sensitivities=False), TRUTH)
     print(f"steady-state check (true model): mu(end) - [mu0 + (a-b) ln(V1/V0)] = {ss_true:.2e}")
 
