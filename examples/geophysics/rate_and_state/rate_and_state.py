@@ -1,4 +1,5 @@
-"""Rate-and-state friction parameters from a velocity step (spring-slider, synthetic data).
+"""Rate-and-state friction parameters from a velocity step (spring-slider, synthetic data)
+=======================================================================================
 
 A quasi-static spring-slider with Dieterich-Ruina friction (aging or slip law,
 :mod:`spring_slider`) slides in steady state at V0 = 1 um/s; the load point
@@ -31,7 +32,11 @@ import numpy as np
 
 import sensitivity as sn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # spring_slider, when imported
+try:
+    HERE = Path(__file__).resolve().parent
+except NameError:  # sphinx-gallery runs the script without __file__, from its folder
+    HERE = Path.cwd()
+sys.path.insert(0, str(HERE))  # spring_slider, when imported from elsewhere
 from spring_slider import (  # noqa: E402
     LAWS,
     PARAMS,
@@ -179,7 +184,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     ap.add_argument("--law", choices=sorted(LAWS), default="aging")
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--outdir", type=Path, default=Path(__file__).resolve().parent,
+    ap.add_argument("--outdir", type=Path, default=HERE,
                     help="folder for the figures (default: this example's folder)")  # fmt: skip
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)

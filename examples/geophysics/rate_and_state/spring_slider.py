@@ -42,6 +42,7 @@ import numba
 import numpy as np
 
 import sensitivity as sn
+from sensitivity.inverse.objective import Evaluation
 
 PARAMS = ("a", "b", "Dc", "k", "mu0")  # the fitted parameters theta, in this order
 N_ODE = 4  # theta[:4] = (a, b, Dc, k) are p[:4] of the ODE; theta[4] = mu0 is not in it
@@ -241,11 +242,11 @@ class VelocityStepObjective(sn.AbstractObjective):
             # NaN residuals make least_squares' trust region step back (as sn.Objective)
             self.failures += 1
             nan = np.full(self.n_data, np.nan)
-            return sn.inverse.objective.Evaluation(
+            return Evaluation(
                 value=np.inf, grad=np.full(5, np.nan), residuals=nan,
                 rjac=np.full((self.n_data, 5), np.nan))  # fmt: skip
         r = (run.mu - self.data) / self.sigma
-        out = sn.inverse.objective.Evaluation(value=0.5 * float(r @ r), residuals=r)
+        out = Evaluation(value=0.5 * float(r @ r), residuals=r)
         if run.dmu is not None:
             out.rjac = run.dmu / self.sigma
             out.grad = out.rjac.T @ r
