@@ -54,8 +54,8 @@ def simulate_scipy(theta, law, t_segments, method="DOP853", rtol=1e-12, atol=1e-
     """Friction at the output times of each segment, integrated with scipy."""
     theta = np.asarray(theta)
     dtype = theta.dtype
-    v0 = VELS_REF = t_segments[0][0]
-    y = np.array([theta[4], theta[2] / VELS_REF], dtype=dtype)  # steady sliding at V0
+    v0 = t_segments[0][0]  # the first segment's velocity is the reference velocity
+    y = np.array([theta[4], theta[2] / v0], dtype=dtype)  # steady sliding at V0
     out, t0 = [], 0.0
     for v_lp, t in t_segments:
         f = _rhs_mu_theta(law, theta, v_lp, v0)
@@ -139,7 +139,7 @@ def test_chained_sensitivities_against_complex_step(three_step):
         dmu = simulate_scipy(theta, law, _segments(exp)).imag / (h * TRUTH[j])
         scale = np.abs(dmu).max()
         err = np.abs(run.dmu[:, j] - dmu).max() / scale
-        assert err < 2e-6, (model.PARAMS[j], err)
+        assert err < 1e-7, (model.PARAMS[j], err)  # measured: <= 2e-9
     # the test is not vacuous: the third segment carries sensitivities in from the second
     third = exp.t > exp.segments[1][1][-1]
     assert (np.abs(run.dmu[third, :4]) * TRUTH[:4]).max(axis=0).min() > 1e-3
@@ -154,7 +154,7 @@ def test_chained_sensitivities_against_central_differences(three_step):
         down[j] -= dh
         fd = (exp(up, False).mu - exp(down, False).mu) / (2 * dh)
         err = np.abs(run.dmu[:, j] - fd).max() / np.abs(fd).max()
-        assert err < 1e-5, (model.PARAMS[j], err)
+        assert err < 5e-6, (model.PARAMS[j], err)  # measured: <= 4e-7 (FD error)
 
 
 def test_chain_rule_agrees_with_initial_value_seeding(three_step):
@@ -169,6 +169,35 @@ def test_chain_rule_agrees_with_initial_value_seeding(three_step):
     fs = sn.forward_sensitivity(prob, t, method="BDF", rtol=1e-10, atol=1e-12, y0_dp=S0)
     assert fs.success
     np.testing.assert_allclose(fs.dy_dp[:, :, :4], run.dy[start + 1 :], rtol=1e-6, atol=1e-8)
+
+
+def test_bad_experiment_set_up_is_refused():
+    with pytest.raises(ValueError, match="law must be one of"):
+        model.VelocityStep([1e-6], [1e-5], 1e-6, law="Dieterich")
+    with pytest.raises(ValueError, match="multiple of spacing"):
+        model.VelocityStep([1e-6, 1e-5], [1e-5, 2.5e-6], 1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        model.VelocityStep([1e-6, -1e-5], [1e-5, 1e-5], 1e-6)
+    exp = model.VelocityStep([1e-6], [4e-6], 1e-6)
+    with pytest.raises(ValueError, match="data must have shape"):
+        model.VelocityStepObjective(exp, np.zeros(3))
+
+
+def test_a_run_away_slider_fails_cleanly():
+    """Slip law with k below its large-step stability limit: V -> infinity in finite time."""
+    theta = np.array([0.00675, 0.01174, 5e-6, 1791.0, 0.6])
+    exp = model.VelocityStep([1e-6, 1e-5], [10e-6, 40e-6], 2e-6, law="slip")
+    for sens in (False, True):
+        run = exp(theta, sensitivities=sens)
+        assert not run.success and "V_lp = 1e-05" in run.message
+    # scipy agrees that the model itself runs away (not a solver artefact)
+    f = _rhs_mu_theta("slip", theta, 1e-5, 1e-6)
+    t_step = exp.segments[0][1][-1]
+    y = np.array([theta[4], theta[2] / 1e-6])
+    assert solve_ivp(f, (t_step, t_step + 4.0), y, method="Radau", rtol=1e-8).status == -1
+    obj = model.VelocityStepObjective(exp, np.zeros(exp.t.size))
+    assert np.isinf(obj.fun(theta)) and np.isnan(obj.residuals(theta)).all()
+    assert obj.failures == 1
 
 
 # ---- the fit ----------------------------------------------------------------------------
