@@ -30,6 +30,10 @@ from scipy.optimize import minimize
 
 from sensitivity.pde.fwi import camembert
 
+try:
+    HERE = Path(__file__).resolve().parent
+except NameError:  # sphinx-gallery runs the script without __file__, from its folder
+    HERE = Path.cwd()
 V_MIN, V_MAX = 2000.0, 3500.0  # velocity bounds (m/s)
 MAX_UPDATE = 50.0  # largest velocity change of a gradient-descent step (m/s)
 
@@ -147,7 +151,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="20 m grid (for the test suite)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--outdir", type=Path, default=Path(__file__).resolve().parent,
+    ap.add_argument("--outdir", type=Path, default=HERE,
                     help="folder for the figures (default: this example's folder)")  # fmt: skip
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
