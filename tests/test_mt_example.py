@@ -109,6 +109,15 @@ def test_determinant_errors_against_monte_carlo(sounding):
         assert abs(mc / sounding.rel_error[i] - 1.0) < 0.05
 
 
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="n must be an integer >= 3"):
+        mt1d.Layers(n=2)
+    with pytest.raises(ValueError, match="z1 < z_bottom"):
+        mt1d.Layers(z1=5e5)
+    with pytest.raises(ValueError, match="floor must lie in"):
+        mt1d.read_sounding(floor=1.5)
+
+
 @pytest.fixture(scope="module")
 def small_problem(sounding):
     """9 layers, 5 periods, tight tolerances: cheap enough for finite differences."""

@@ -1,18 +1,20 @@
-"""1-D Occam inversion of the magnetotelluric sounding of USMTArray station NMX20.
+"""1-D Occam inversion of the magnetotelluric sounding of USMTArray station NMX20
+===============================================================================
 
 The surface impedance of a layered earth comes from the impedance Riccati ODE,
 integrated from a basement half-space at 400 km up to the surface for each of
-the 33 periods (4.7 s to 8 h) of the station (:mod:`mt1d`). The model is 60
+the 33 periods (4.7 s to 8 h) of the station (``mt1d.py``). The model is 60
 log10-resistivities (a top layer of 200 m, 58 log-spaced layers down to 400 km,
 the basement); the data are log10 rho_a and the phase of the determinant
-impedance with a 5 % error floor on |Z|. L-BFGS-B (scipy) minimises
-chi^2 / 2 + beta / 2 ||D m||^2 (D: first differences between layers) with the
-gradient of chi^2 from the discrete adjoint of every period's solve, for a
-decreasing sequence of weights beta (each fit starts from the previous one);
-Occam's choice is the smoothest model (largest beta) with chi^2 / N <= 1.
+impedance with a 5 % error floor on abs(Z). L-BFGS-B (scipy) minimises
+``chi2 / 2 + beta / 2 * sum((D m)**2)`` (D: first differences between layers)
+with the gradient of chi2 from the discrete adjoint of every period's solve, for
+a decreasing sequence of weights beta (each fit starts from the previous one);
+Occam's choice is the smoothest model (largest beta) with chi2 / N <= 1.
 
-Checks printed (and in --json): the ODE against Wait's recursion and a uniform
-half-space; the adjoint gradient against forward sensitivities (dual numbers).
+Checks printed (and in ``--json``): the ODE against Wait's recursion and a
+uniform half-space; the adjoint gradient against forward sensitivities (dual
+numbers).
 
 Usage::
 
@@ -26,11 +28,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from mt1d import (
+from scipy.optimize import minimize
+
+import sensitivity as sn
+
+try:
+    HERE = Path(__file__).resolve().parent
+except NameError:  # sphinx-gallery runs the script without __file__, from its folder
+    HERE = Path.cwd()
+sys.path.insert(0, str(HERE))  # mt1d, when imported from elsewhere
+from mt1d import (  # noqa: E402
     Layers,
     apparent,
     data_objective,
@@ -39,9 +51,6 @@ from mt1d import (
     read_sounding,
     wait_impedance,
 )
-from scipy.optimize import minimize
-
-import sensitivity as sn
 
 M_BOUNDS = (-2.0, 6.0)  # log10 rho (ohm m): wide enough never to bind on these data
 TARGET = 1.0  # Occam's target chi^2 / N
@@ -185,7 +194,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="24 layers, 2 weights (test suite)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     ap.add_argument("--floor", type=float, default=0.05, help="relative error floor on |Z|")
-    ap.add_argument("--outdir", type=Path, default=Path(__file__).resolve().parent,
+    ap.add_argument("--outdir", type=Path, default=HERE,
                     help="folder for the figures (default: this example's folder)")  # fmt: skip
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
