@@ -129,8 +129,8 @@ def test_bad_input(data):
         sn.L2Misfit(TS, data, weights=-1.0)
     with pytest.raises(ValueError, match="kind must be one of"):
         sn.adjoint_gradient(prob, sn.L2Misfit(TS, data), kind="magic")
-    with pytest.raises(NotImplementedError, match="continuous adjoint is not built"):
-        sn.adjoint_gradient(prob, sn.L2Misfit(TS, data), kind="continuous")
+    with pytest.raises(NotImplementedError, match="integral objectives in the discrete"):
+        sn.adjoint_gradient(prob, sn.IntegralObjective(g_point), kind="discrete")
     with pytest.raises(ValueError, match="interpolant uses only its own stages"):
         sn.adjoint_gradient(prob, sn.L2Misfit(TS, data), method="DP8")
     with pytest.raises(TypeError, match="obj must be an objective term"):

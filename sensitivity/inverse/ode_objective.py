@@ -63,11 +63,8 @@ class Objective(AbstractObjective):
         self.prob, self.term = prob, term
         term.bind(prob)
         terms = term.terms if isinstance(term, TermSum) else [term]
-        if any(t.is_integral for t in terms):
-            raise NotImplementedError(
-                "integral objectives are not supported by Objective yet "
-                "(they need the continuous adjoint)"
-            )
+        # integral terms: value and gradient by the continuous adjoint (no residuals)
+        self.has_integral = any(t.is_integral for t in terms)
         self.terms = terms
         self.params = np.arange(prob.m) if params is None else np.asarray(params, dtype=int)
         if self.params.ndim != 1 or np.any(self.params < 0) or np.any(self.params >= prob.m):
@@ -113,8 +110,14 @@ class Objective(AbstractObjective):
         if kind not in ("forward", "adjoint"):
             raise ValueError(f"kind must be 'forward' or 'adjoint', got {kind!r}")
         theta = self._check_theta(theta)
+        if kind == "forward" and self.has_integral:
+            raise ValueError(
+                f"{self.name}: integral objectives have no forward-sensitivity gradient; "
+                "use kind='adjoint' (the continuous adjoint)"
+            )
         if kind == "adjoint":
-            if getattr(self._sens.base.method, "stiff", True) or self._sens.base.auto:
+            explicit = not (getattr(self._sens.base.method, "stiff", True) or self._sens.base.auto)
+            if not (explicit or self.has_integral):
                 raise ValueError(f"{self.name}: the discrete adjoint needs an explicit method")
             return self._by_adjoint(*self._split(theta)).grad
         saved, self.gradient_method = self.gradient_method, "forward"
@@ -186,6 +189,8 @@ class Objective(AbstractObjective):
     def _adjoint_ok(self):
         """The discrete adjoint serves when the method is explicit and it pays off."""
         meth = self._sens.base.method
+        if self.has_integral:
+            return True
         if (
             self.gradient_method == "forward"
             or getattr(meth, "stiff", True)
@@ -195,10 +200,12 @@ class Objective(AbstractObjective):
         return self.gradient_method == "adjoint" or self.n_params > 8
 
     def _by_adjoint(self, p, y0):
+        base = self._sens.base
         r = adjoint_gradient(
             self.prob,
             self.term,
-            method=self._sens.base.method,
+            kind="continuous" if self.has_integral else "discrete",
+            method="auto" if base.auto else base.method,
             rtol=self.rtol,
             atol=self.atol,
             p=p,

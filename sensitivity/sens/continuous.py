@@ -343,11 +343,11 @@ class ContinuousAdjoint:
             return S, cp.store_all(S)
         budget = cp.parse_bytes(memory_budget)
         # a segment's dense output: forward (y + 5 coefficients per step, twice with its
-        # packed copy) and the adjoint's over its longest piece; half the budget for it
+        # packed copy) and the adjoint's over its longest piece (restarts: +10 steps)
         per_step = 2 * 7 * n_bytes + 3 * 7 * n_bytes
-        need = per_step * (self._plain_steps + 10)
-        S = max(S, math.ceil(need / (0.5 * budget)))
-        return S, cp.from_budget(S, n_bytes, int(0.5 * budget))
+        S = max(S, math.ceil(per_step * self._plain_steps / (0.5 * budget)))
+        dense = per_step * (math.ceil(self._plain_steps / S) + 10)
+        return S, cp.from_budget(S, n_bytes, budget, working_bytes=dense)
 
 
 class ContinuousFailed(RuntimeError):
