@@ -31,10 +31,11 @@ to be stiff).
 Never is y(t) rebuilt by integrating the forward equation backwards in time
 (a "backsolve"), which is unstable for dissipative problems.
 
-Not yet built (see the project's issue list): the continuous interpolating and
-quadrature adjoints for stiff methods, checkpointed storage of the forward
-steps and integral objectives in the discrete adjoint. For stiff problems with
-few parameters, :func:`gradient` uses forward sensitivities (BDF) instead.
+Continuous adjoint (``kind="continuous"``, any method, BDF for stiff problems):
+an interpolating adjoint with checkpoints and a parameter quadrature, in
+:mod:`sensitivity.sens.continuous`; it also takes integral objectives and
+``checkpoints``/``memory_budget``. Not built: integral objectives and
+checkpointing in the discrete adjoint, and a discrete adjoint of BDF.
 """
 
 from __future__ import annotations
@@ -104,19 +105,26 @@ def adjoint_gradient(
     Parameters
     ----------
     prob : ODEProblem
-    obj : L2Misfit, PointObjective or a sum of them
+    obj : L2Misfit, PointObjective, IntegralObjective or a sum of them
         Evaluated at its observation times, which must lie in ``prob.t_span``.
     kind : {"discrete", "continuous"}
         ``"discrete"``: the exact transpose of the explicit RK solution (module
-        doc). ``"continuous"`` is not built yet and raises.
-    method : str
-        An explicit method with an interpolant on its own stages (``"Tsit5"``,
-        ``"DP5"``).
+        doc). ``"continuous"``: the interpolating adjoint of
+        :mod:`sensitivity.sens.continuous` (stiff problems, integral objectives).
+    method : str, optional
+        Discrete: an explicit method with an interpolant on its own stages
+        (``"Tsit5"``, the default, or ``"DP5"``). Continuous: any method of
+        :func:`sensitivity.solve` (default ``"auto"``); the adjoint uses BDF when
+        it is stiff, Tsit5 otherwise.
     rtol, atol : float
-        Tolerances of the forward solve.
-    checkpoints, memory_budget : None
-        Reserved for checkpointed storage of the forward steps (not yet built:
-        every step is kept; ``stats["stored_bytes"]`` reports the cost).
+        Tolerances of the forward solve (and of the continuous adjoint's).
+    checkpoints : int, optional
+        Continuous only: number of time segments whose start states are stored.
+    memory_budget : int or str, optional
+        Continuous only: bytes (``"200MB"``) for stored states and dense outputs;
+        chooses the segments and a checkpoint schedule. ``stats`` reports
+        ``forward_steps``, ``backward_steps``, ``recomputations``,
+        ``peak_stored_bytes``.
     p, y0 : ndarray, optional
         Evaluate at these parameters / initial values instead of the problem's.
 
