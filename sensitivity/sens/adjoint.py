@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensitivity.ode import solve as ode_solve
+from sensitivity.ode.bdf import BDF
+from sensitivity.sens.bdf_adjoint import bdf_adjoint
 from sensitivity.sens.continuous import ContinuousAdjoint, ContinuousFailed
 from sensitivity.sens.forward import SensitivitySolver
 from sensitivity.sens.kernels import rk_adjoint_kernel
@@ -152,6 +154,8 @@ def adjoint_gradient(
         )
     method = "Tsit5" if method is None else method
     meth = ode_solve._method(prob, method)
+    if isinstance(meth, BDF):
+        return _bdf_discrete(prob, terms, meth, rtol, atol, p, y0)
     tab = getattr(meth, "tableau", None)
     if tab is None or tab.P.shape[0] != len(tab.b):
         raise ValueError(
@@ -192,6 +196,28 @@ def adjoint_gradient(
         recomputations=1.0,
     )
     return AdjointResult(float(value), grad_p, lam, True, sol.message, stats)
+
+
+def _bdf_discrete(prob, terms, meth, rtol, atol, p, y0):
+    t_all, owners = observation_times(terms, prob.t_span)
+    sol = ode_solve.Solver(prob, meth, t_all, rtol, atol, dense=True)(p=p, y0=y0)
+    n, m = prob.n, prob.m
+    if not sol.success:
+        return AdjointResult(
+            np.nan, np.full(m, np.nan), np.full(n, np.nan), False, sol.message, dict(sol.stats)
+        )
+    value, obs_g, grad_p = _evaluate_terms(terms, owners, sol.y, p)
+    gp, gy0 = bdf_adjoint(prob, sol, t_all, obs_g, p, y0)
+    stats = dict(sol.stats)
+    seg = sol.segments
+    stats.update(
+        forward_steps=stats["nsteps"],
+        backward_steps=int(seg[1].size),
+        stored_bytes=int(sum(x.nbytes for x in seg[:4])),
+        peak_stored_bytes=int(sum(x.nbytes for x in seg[:4])),
+        recomputations=0.0,
+    )
+    return AdjointResult(float(value), grad_p + gp, gy0, True, sol.message, stats)
 
 
 def _vector(x, size, name):
