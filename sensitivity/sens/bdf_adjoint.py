@@ -43,6 +43,7 @@ from scipy.sparse.linalg import splu
 
 from sensitivity.ode import linsolve
 from sensitivity.ode.bdf import ALPHA, DENSE_COEF, GAMMA, MAX_ORDER, U_TABLE, compute_R
+from sensitivity.sens import bdf_adjoint_kernel
 
 _R = getattr(compute_R, "py_func", compute_R)
 
@@ -51,7 +52,7 @@ def step_orders(seg_Q):
     """Order of every BDF step from its dense output (N, n, q): 1 + last non-zero column."""
     nz = np.any(seg_Q != 0.0, axis=1)  # (N, q)
     last = np.where(nz.any(axis=1), nz.shape[1] - 1 - np.argmax(nz[:, ::-1], axis=1), 0)
-    return last + 1
+    return (last + 1).astype(np.int64)
 
 
 def rescale_matrix(k, rho):
@@ -191,6 +192,24 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
         raise ValueError("the BDF discrete adjoint needs a BDF solution (anchored at step ends)")
     orders = step_orders(seg_Q)
     step, s = locate(t_obs, seg_t)
+    if prob.jac_sparsity is None:  # small and dense: one compiled sweep
+        W = (s[:, None] ** np.arange(1, MAX_ORDER + 1)) @ DENSE_COEF.T
+        W[:, 0] = 1.0
+        ybar = np.zeros(prob.n)
+        sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile)
+        pbar = sweep(
+            seg_t,
+            seg_h,
+            np.ascontiguousarray(seg_y),
+            orders,
+            p,
+            y0,
+            step,
+            W,
+            np.ascontiguousarray(obs_g),
+            ybar,
+        )
+        return pbar, ybar + obs_g[step < 0].sum(axis=0)
     lin = _Linear(prob, p)
     n = prob.n
     Dbar = np.zeros((MAX_ORDER + 2, n))
