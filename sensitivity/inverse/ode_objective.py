@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sensitivity.inverse.objective import AbstractObjective, Evaluation
+from sensitivity.ode.bdf import BDF
 from sensitivity.sens.adjoint import adjoint_gradient, observation_times
 from sensitivity.sens.forward import SensitivitySolver
 from sensitivity.sens.objectives import Term, TermSum
@@ -116,9 +117,10 @@ class Objective(AbstractObjective):
                 "use kind='adjoint' (the continuous adjoint)"
             )
         if kind == "adjoint":
-            explicit = not (getattr(self._sens.base.method, "stiff", True) or self._sens.base.auto)
-            if not (explicit or self.has_integral):
-                raise ValueError(f"{self.name}: the discrete adjoint needs an explicit method")
+            if not (self._discrete_ok() or self.has_integral):
+                raise ValueError(
+                    f"{self.name}: the discrete adjoint needs an explicit method or BDF"
+                )
             return self._by_adjoint(*self._split(theta)).grad
         saved, self.gradient_method = self.gradient_method, "forward"
         try:
@@ -186,16 +188,18 @@ class Objective(AbstractObjective):
             rjac=np.full((n_res, self.n_params), np.nan),
         )
 
-    def _adjoint_ok(self):
-        """The discrete adjoint serves when the method is explicit and it pays off."""
+    def _discrete_ok(self):
+        """A discrete adjoint exists for the method: explicit RK or BDF (not "auto")."""
         meth = self._sens.base.method
+        if self._sens.base.auto:
+            return False
+        return isinstance(meth, BDF) or not getattr(meth, "stiff", True)
+
+    def _adjoint_ok(self):
+        """An adjoint serves when it pays off (or an integral term needs it)."""
         if self.has_integral:
             return True
-        if (
-            self.gradient_method == "forward"
-            or getattr(meth, "stiff", True)
-            or self._sens.base.auto
-        ):
+        if self.gradient_method == "forward" or not self._discrete_ok():
             return False
         return self.gradient_method == "adjoint" or self.n_params > 8
 
