@@ -122,42 +122,51 @@ def main():
     diffusion_table([n for n in (16, 64, 256, 1024, 4096) if n <= max_n])
 
 
+def _rel(g, ref):
+    return np.abs(g - ref).max() / np.abs(ref).max()
+
+
 def diffusion_table(sizes):
-    print("1-D diffusion, N parameters (issue 6 table); times in seconds, medians")
-    hdr = (
-        f"{'N':>5s} {'solve':>8s} {'grad':>8s} {'ratio':>6s} {'peak MB':>8s} {'rel err':>8s}"
-        f" | {'CasADi grad':>11s} {'ratio':>6s} {'rel err':>8s} | {'scipy FD':>10s}"
+    print("1-D diffusion, N parameters (issue 6 table); seconds (medians), ratio = grad/solve")
+    print(
+        f"{'N':>5s} {'solve':>7s} | {'discrete BDF adjoint':^31s} | {'continuous adjoint':^22s}"
+        f" | {'CasADi CVODES adjoint':^22s} | {'scipy BDF + FD':>14s}"
     )
-    print(hdr)
+    print(
+        f"{'':5s} {'':7s} | {'grad':>7s} {'ratio':>5s} {'peak MB':>7s} {'err':>7s}"
+        f" | {'grad':>7s} {'ratio':>5s} {'err':>7s} | {'grad':>7s} {'ratio':>5s} {'err':>7s} |"
+    )
     for n in sizes:
         x, u0, k, sensors, ts = setup(n)
         data = exact(k * (1 + 0.2 * np.cos(3 * np.pi * x)), u0, sensors, ts)
-        L, g_ref = exact(k, u0, sensors, ts, data)
+        g_ref = exact(k, u0, sensors, ts, data)[1]
         prob = sn.ODEProblem(heat, u0, (0.0, 0.1), k)
         obj = sn.L2Misfit(ts, data, observe=sensors)
         solver = sn.Solver(prob, "BDF", ts, 1e-6, 1e-8)
 
-        def grad():
-            return sn.adjoint_gradient(
-                prob, obj, kind="continuous", method="BDF", rtol=1e-6, atol=1e-8
-            )
+        def grad(kind):
+            return sn.adjoint_gradient(prob, obj, kind=kind, method="BDF", rtol=1e-6, atol=1e-8)
 
-        rep = 5 if n <= 256 else 1
-        t_solve = median_time(solver, rep * 4)
-        t_grad = median_time(grad, rep)
-        r, mem = peak_memory(grad)
-        err = np.abs(r.grad_p - g_ref).max() / np.abs(g_ref).max()
-        ratio = t_grad / t_solve
-        row = f"{n:5d} {t_solve:8.4f} {t_grad:8.3f} {ratio:6.1f} {mem / 1e6:8.1f} {err:8.1e}"
-        cas = casadi_gradient(u0, k, sensors, ts, data, max_n=1024)
+        rep = 9 if n <= 256 else 3
+        t_solve = median_time(solver, rep * 2)
+        t_grad = median_time(lambda: grad("discrete"), rep)
+        r, mem = peak_memory(lambda: grad("discrete"))
+        row = f"{n:5d} {t_solve:7.4f} | {t_grad:7.4f} {t_grad / t_solve:5.1f} {mem / 1e6:7.1f}"
+        row += f" {_rel(r.grad_p, g_ref):7.1e}"
+        if n <= 1024:
+            t_c = median_time(lambda: grad("continuous"), 1)
+            rc = grad("continuous")
+            row += f" | {t_c:7.3f} {t_c / t_solve:5.0f} {_rel(rc.grad_p, g_ref):7.1e}"
+        else:
+            row += f" | {'(skipped: slow)':>21s}"
+        cas = casadi_gradient(u0, k, sensors, ts, data)
         if cas is None:
-            row += f" | {'n/a':>11s} {'':>6s} {'':>8s}"
+            row += f" | {'n/a':>21s}"
         else:
             t_cas, t_cas_solve, g_cas = cas
-            e_cas = np.abs(g_cas - g_ref).max() / np.abs(g_ref).max()
-            row += f" | {t_cas:11.3f} {t_cas / t_cas_solve:6.1f} {e_cas:8.1e}"
+            row += f" | {t_cas:7.3f} {t_cas / t_cas_solve:5.1f} {_rel(g_cas, g_ref):7.1e}"
         t_fd, extrap = scipy_fd_gradient(u0, k, sensors, ts, data, timed_max_n=64)
-        row += f" | {t_fd:8.2f}{' extrap.' if extrap else ''}"
+        row += f" | {t_fd:7.1f}{' extrap.' if extrap else ''}"
         print(row, flush=True)
 
 
