@@ -141,10 +141,9 @@ def adjoint_gradient(
     terms = _terms(obj)
     p = prob.p if p is None else _vector(p, prob.m, "p")
     y0 = prob.y0 if y0 is None else _vector(y0, prob.n, "y0")
-    if kind == "continuous" or isinstance(ode_solve._method(prob, method or "Tsit5"), BDF):
+    if kind == "continuous":
         for term in terms:
             term.bind(prob)
-    if kind == "continuous":
         return _continuous(prob, terms, method, rtol, atol, p, y0, checkpoints, memory_budget)
     if checkpoints is not None or memory_budget is not None:
         raise NotImplementedError(
@@ -158,7 +157,7 @@ def adjoint_gradient(
     method = "Tsit5" if method is None else method
     meth = ode_solve._method(prob, method)
     if isinstance(meth, BDF):
-        return _bdf_discrete(prob, terms, meth, rtol, atol, p, y0)
+        return _bdf_discrete(prob, obj, meth, rtol, atol, p, y0)
     tab = getattr(meth, "tableau", None)
     if tab is None or tab.P.shape[0] != len(tab.b):
         raise ValueError(
@@ -169,9 +168,9 @@ def adjoint_gradient(
 
 
 @dataclass
-class _RKPlan:
-    """What the discrete RK adjoint reuses between calls with the same problem and objective:
-    the bound terms, the validated solver, the tableau arrays and the compiled sweep."""
+class _Plan:
+    """What a discrete adjoint reuses between calls with the same problem and objective:
+    the bound terms, the validated solver and, for RK, the tableau arrays and sweep."""
 
     obj: object
     terms: list
@@ -183,12 +182,12 @@ class _RKPlan:
     kernel: object
 
 
-_RK_PLANS = weakref.WeakKeyDictionary()  # prob -> {(objective id, method, tolerances): plan}
+_PLANS = weakref.WeakKeyDictionary()  # prob -> {(objective id, method, tolerances): plan}
 
 
-def _rk_plan(prob, obj, meth, rtol, atol):
+def _plan(prob, obj, meth, rtol, atol):
     key = (id(obj), id(meth), float(rtol), np.asarray(atol, dtype=float).tobytes())
-    plans = _RK_PLANS.setdefault(prob, {})
+    plans = _PLANS.setdefault(prob, {})
     plan = plans.get(key)
     if plan is not None and plan.obj() is obj:
         return plan
@@ -196,16 +195,17 @@ def _rk_plan(prob, obj, meth, rtol, atol):
     for term in terms:
         term.bind(prob)
     t_all, owners = observation_times(terms, prob.t_span)
-    tab = meth.tableau
-    plan = _RKPlan(
+    tab = getattr(meth, "tableau", None)
+    rk = tab is not None
+    plan = _Plan(
         weakref.ref(obj),
         terms,
         t_all,
         owners,
         _term_rows(terms, owners),
         ode_solve.Solver(prob, meth, t_all, rtol, atol, dense=True),
-        (np.array(tab.a), np.array(tab.b), np.array(tab.c), tab.P),
-        rk_adjoint_kernel(prob.rhs_kernel, prob.compile),
+        (np.array(tab.a), np.array(tab.b), np.array(tab.c), tab.P) if rk else None,
+        rk_adjoint_kernel(prob.rhs_kernel, prob.compile) if rk else None,
     )
     plans[key] = plan
     return plan
@@ -213,7 +213,7 @@ def _rk_plan(prob, obj, meth, rtol, atol):
 
 def _rk_discrete(prob, obj, meth, rtol, atol, p, y0):
     """Discrete adjoint of an explicit RK solution (module docstring)."""
-    plan = _rk_plan(prob, obj, meth, rtol, atol)
+    plan = _plan(prob, obj, meth, rtol, atol)
     sol = plan.solver(p=p, y0=y0)
     n, m = prob.n, prob.m
     if not sol.success:
@@ -236,16 +236,17 @@ def _rk_discrete(prob, obj, meth, rtol, atol, p, y0):
     return AdjointResult(float(value), grad_p, lam, True, sol.message, stats)
 
 
-def _bdf_discrete(prob, terms, meth, rtol, atol, p, y0):
-    t_all, owners = observation_times(terms, prob.t_span)
-    sol = ode_solve.Solver(prob, meth, t_all, rtol, atol, dense=True)(p=p, y0=y0)
+def _bdf_discrete(prob, obj, meth, rtol, atol, p, y0):
+    """Discrete adjoint of a BDF solution (:mod:`sensitivity.sens.bdf_adjoint`)."""
+    plan = _plan(prob, obj, meth, rtol, atol)
+    sol = plan.solver(p=p, y0=y0)
     n, m = prob.n, prob.m
     if not sol.success:
         return AdjointResult(
             np.nan, np.full(m, np.nan), np.full(n, np.nan), False, sol.message, dict(sol.stats)
         )
-    value, obs_g, grad_p = _evaluate_terms(terms, owners, sol.y, p)
-    gp, gy0 = bdf_adjoint(prob, sol, t_all, obs_g, p, y0)
+    value, obs_g, grad_p = _evaluate_terms(plan.terms, plan.owners, sol.y, p, plan.rows)
+    gp, gy0 = bdf_adjoint(prob, sol, plan.t_all, obs_g, p, y0)
     stats = dict(sol.stats)
     seg = sol.segments
     stats.update(
