@@ -1,42 +1,15 @@
 """Continuous adjoint: against the discrete adjoint, forward sensitivities and differences."""
 
-import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import sensitivity as sn
-from tests.rhs_suite import lotka_volterra, robertson
+from tests.rhs_suite import g_int, g_point, g_rober, heat, lotka_volterra, robertson
 
 P0 = np.array([1.5, 1.0, 3.0, 1.0])
 Y0 = np.array([1.0, 1.0])
 TS = np.linspace(0.0, 10.0, 21)
-
-
-@numba.njit(cache=True)
-def g_point(t, y, p):
-    return y[0] * y[0] * p[1] + np.sin(y[1]) * t
-
-
-@numba.njit(cache=True)
-def g_rober(t, y, p):
-    return y[0] * y[0] + 1e4 * y[1] + y[2] * t
-
-
-@numba.njit(cache=True)
-def heat(t, u, k, du):
-    # finite volumes for u_t = (k u_x)_x on [0, 1], u = 0 at both ends (faces at half a cell)
-    n = u.shape[0]
-    inv = n * n * 1.0
-    for i in range(n):
-        du[i] = 0.0
-    du[0] -= 2.0 * k[0] * u[0] * inv
-    du[n - 1] -= 2.0 * k[n - 1] * u[n - 1] * inv
-    for i in range(n - 1):
-        kf = 2.0 * k[i] * k[i + 1] / (k[i] + k[i + 1])
-        flux = kf * (u[i + 1] - u[i]) * inv
-        du[i] += flux
-        du[i + 1] -= flux
 
 
 def lv(p=P0, y0=Y0):
@@ -117,11 +90,6 @@ def test_diffusion_field_against_forward_sensitivities(sparse):
     assert r.success
     assert rel(r.grad_p, fw.grad_p) < 1e-5
     assert rel(r.grad_y0, fw.grad_y0) < 1e-5
-
-
-@numba.njit(cache=True)
-def g_int(t, y, p):
-    return y[0] * y[1] * p[0] + np.cos(t) * y[1] ** 2
 
 
 @pytest.mark.parametrize("span", [None, (2.0, 7.5)])
