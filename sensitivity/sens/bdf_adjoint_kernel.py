@@ -10,17 +10,18 @@ bound by :func:`kernel`.
 
 from __future__ import annotations
 
-import types as pytypes
 from functools import lru_cache
 
 import numpy as np
 
 from sensitivity.ad import nb
 from sensitivity.ode import bdf
+from sensitivity.sens import templates
 
 # template globals, bound by kernel() (declared for linters; never used here)
 rhs = None
 K = 0
+TAG = 0
 dual_array_k = None
 empty_dual = None
 compute_R = None
@@ -50,8 +51,8 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
     ey = np.zeros((n, K))
     ep = np.zeros((m, K))
     ycur = np.empty(n)
-    yd = dual_array_k(ycur, ey, 0, K)
-    pd = dual_array_k(p, ep, 0, K)
+    yd = dual_array_k(ycur, ey, TAG, K)
+    pd = dual_array_k(p, ep, TAG, K)
     out = empty_dual(yd, n)
     o = obs_step.shape[0] - 1
     for i in range(seg_h.shape[0], -1, -1):
@@ -179,21 +180,14 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
 @lru_cache(maxsize=256)
 def kernel(f, compile=True, K=nb.CHUNK):
     """Return the compiled (or, with ``compile=False``, plain-Python) sweep for ``f``."""
-    glb = {
-        "np": np,
-        "rhs": f,
-        "K": K,
-        "dual_array_k": nb.dual_array_k,
-        "empty_dual": nb.empty_dual,
-        "compute_R": bdf.compute_R
-        if compile
-        else getattr(bdf.compute_R, "py_func", None) or bdf.compute_R,
-        "U_TABLE": bdf.U_TABLE,
-        "GAMMA": bdf.GAMMA,
-        "ALPHA": bdf.ALPHA,
-    }
-    name = f"{nb._py_func(f).__name__}_bdf_adjoint_K{K}_{nb.fingerprint(f)}"
-    fn = pytypes.FunctionType(_bdf_adjoint.__code__, glb, name)
-    fn.__qualname__ = name
-    fn.__module__ = nb.__name__
-    return nb._njit(fn, True) if compile else fn
+    return templates.build(
+        _bdf_adjoint,
+        f,
+        K,
+        compile,
+        "bdf_adjoint",
+        compute_R=bdf.compute_R if compile else getattr(bdf.compute_R, "py_func", bdf.compute_R),
+        U_TABLE=bdf.U_TABLE,
+        GAMMA=bdf.GAMMA,
+        ALPHA=bdf.ALPHA,
+    )

@@ -18,13 +18,13 @@ bound per problem: ``rhs`` (the compiled f) and ``gfun`` (the integrand
 
 from __future__ import annotations
 
-import types as pytypes
 from functools import lru_cache
 
 import numba
 import numpy as np
 
 from sensitivity.ad import nb
+from sensitivity.sens import templates
 
 # template globals, bound by _build (declared for linters; never used here)
 rhs = None
@@ -224,19 +224,14 @@ def kernel(kind, f, g=None, compile=True, K=nb.CHUNK):
     if g is None:
         g = _no_integrand_jit if compile else _no_integrand
     gf = nb.compile_rhs(g) if compile else nb._py_func(g)
-    glb = {
-        "np": np,
-        "rhs": f,
-        "gfun": gf,
-        "interp": _interp_jit if compile else _interp,
-        "HEADER": HEADER,
-        "K": K,
-        "dual_array_k": nb.dual_array_k,
-        "empty_dual": nb.empty_dual,
-    }
-    tmpl = TEMPLATES[kind]
-    name = f"{nb._py_func(f).__name__}_{kind}_K{K}_{nb.fingerprint(f)}_{nb.fingerprint(gf)}"
-    fn = pytypes.FunctionType(tmpl.__code__, glb, name)
-    fn.__qualname__ = name
-    fn.__module__ = nb.__name__
-    return nb._njit(fn, True) if compile else fn
+    return templates.build(
+        TEMPLATES[kind],
+        f,
+        K,
+        compile,
+        kind,
+        fingerprints=(gf,),
+        gfun=gf,
+        interp=_interp_jit if compile else _interp,
+        HEADER=HEADER,
+    )
