@@ -20,22 +20,29 @@ Discrete adjoint (``kind="discrete"``, explicit Runge-Kutta methods)
     (Hairer, Lubich & Wanner, *Geometric Numerical Integration*, VI.4; Sandu,
     "On the properties of Runge-Kutta discrete adjoints", 2006).
 
+Discrete adjoint (``kind="discrete"``, ``method="BDF"``)
+    The transpose of the BDF (NDF) difference recursion with converged
+    correctors, step sizes and orders held fixed
+    (:mod:`sensitivity.sens.bdf_adjoint`): one Jacobian, one LU of
+    ``I - c J^T`` and one ``f_p^T w`` per step, banded/sparse LU and coloured
+    Jacobians for large problems with a pattern.
+
 Stiff problems need a stiff method: at an explicit method's stability limit the
 computed solution stays accurate (its error control sees to that), but its
 linearisation is not controlled, and the exact derivative of that computation
 can be far from the derivative of the true solution (measured: 1-D diffusion
-with 64 cells, Tsit5 at rtol 1e-8, gradient off by 10^4). Use forward
-sensitivities with BDF there (:func:`gradient` does when the problem is known
-to be stiff).
+with 64 cells, Tsit5 at rtol 1e-8, gradient off by 10^4). Use BDF there.
+
+Integral objectives enter the discrete adjoints as weighted observations at
+Gauss nodes of every step (a quadrature of the dense output, transposed exactly).
 
 Never is y(t) rebuilt by integrating the forward equation backwards in time
 (a "backsolve"), which is unstable for dissipative problems.
 
 Continuous adjoint (``kind="continuous"``, any method, BDF for stiff problems):
 an interpolating adjoint with checkpoints and a parameter quadrature, in
-:mod:`sensitivity.sens.continuous`; it also takes integral objectives and
-``checkpoints``/``memory_budget``. Not built: integral objectives and
-checkpointing in the discrete adjoint, and a discrete adjoint of BDF.
+:mod:`sensitivity.sens.continuous`; it alone takes ``checkpoints`` and
+``memory_budget`` (the discrete adjoints store every step).
 """
 
 from __future__ import annotations
@@ -112,12 +119,12 @@ def adjoint_gradient(
     obj : L2Misfit, PointObjective, IntegralObjective or a sum of them
         Evaluated at its observation times, which must lie in ``prob.t_span``.
     kind : {"discrete", "continuous"}
-        ``"discrete"``: the exact transpose of the explicit RK solution (module
-        doc). ``"continuous"``: the interpolating adjoint of
+        ``"discrete"``: the exact transpose of the explicit RK or the BDF
+        solution (module doc). ``"continuous"``: the interpolating adjoint of
         :mod:`sensitivity.sens.continuous` (stiff problems, integral objectives).
     method : str, optional
         Discrete: an explicit method with an interpolant on its own stages
-        (``"Tsit5"``, the default, or ``"DP5"``). Continuous: any method of
+        (``"Tsit5"``, the default, or ``"DP5"``), or ``"BDF"``. Continuous: any method of
         :func:`sensitivity.solve` (default ``"auto"``); the adjoint uses BDF when
         it is stiff, Tsit5 otherwise.
     rtol, atol : float
