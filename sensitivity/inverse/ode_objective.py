@@ -114,7 +114,7 @@ class Objective(AbstractObjective):
         if kind == "forward" and self.has_integral:
             raise ValueError(
                 f"{self.name}: integral objectives have no forward-sensitivity gradient; "
-                "use kind='adjoint' (the continuous adjoint)"
+                "use kind='adjoint'"
             )
         if kind == "adjoint":
             if not (self._discrete_ok() or self.has_integral):
@@ -208,7 +208,7 @@ class Objective(AbstractObjective):
         r = adjoint_gradient(
             self.prob,
             self.term,
-            kind="continuous" if self.has_integral else "discrete",
+            kind="discrete" if self._discrete_ok() else "continuous",
             method="auto" if base.auto else base.method,
             rtol=self.rtol,
             atol=self.atol,

@@ -398,8 +398,8 @@ def gradient(prob, obj, method="auto", rtol=1e-6, atol=1e-8, **kwargs):
     for stiff problems) cost a small constant times one solve (measured 1.5-5x)
     whatever that number. So: the discrete adjoint when there are more than 8
     parameters plus initial values and the method is explicit or BDF, forward
-    sensitivities otherwise (other stiff methods). Integral objectives always go
-    to the continuous adjoint (the only one that takes them).
+    sensitivities otherwise (other stiff methods). Integral objectives go to an
+    adjoint (discrete when the method has one, else continuous).
 
     Parameters
     ----------
@@ -423,7 +423,8 @@ def gradient(prob, obj, method="auto", rtol=1e-6, atol=1e-8, **kwargs):
     if any(t.is_integral for t in _terms(obj)):
         if method == "forward":
             raise ValueError("integral objectives have no forward-sensitivity gradient")
-        kwargs.setdefault("kind", "continuous")
+        if not adjoint_ok:
+            kwargs.setdefault("kind", "continuous")
         method = "adjoint"
     if method == "auto":
         method = "adjoint" if (adjoint_ok and prob.m + prob.n > 8) else "forward"
