@@ -308,11 +308,10 @@ class ContinuousAdjoint:
                 alive["n"] -= 1
                 self.base_bytes = alive["n"] * n_bytes
 
-            fwd0 = self.stats["forward_steps"]
             st = cp.run(sched, self.y0.copy(), advance, reverse, copy=copy_state, release=release)
-            plain = max(self._plain_steps, 1)
             self.stats.update(
-                recomputations=(self.stats["forward_steps"] - fwd0) / plain,
+                # every forward step taken (the sizing solve included) per step of one solve
+                recomputations=self.stats["forward_steps"] / max(self._plain_steps, 1),
                 segments=S,
                 schedule=st.schedule,
                 snapshots=st.peak_snapshots,
@@ -323,7 +322,14 @@ class ContinuousAdjoint:
         return self.value, self.grad_p, self.lam, self.stats
 
     def _plan(self, checkpoints, memory_budget, n_bytes):
-        """Number of segments and a checkpoint schedule for them."""
+        """Number of segments and a checkpoint schedule for them (after one plain solve)."""
+        if checkpoints is not None and not (
+            isinstance(checkpoints, (int, np.integer)) and checkpoints >= 1
+        ):
+            raise ValueError(
+                f"checkpoints must be a positive integer (time segments), got {checkpoints!r}"
+            )
+        budget = None if memory_budget is None else cp.parse_bytes(memory_budget)
         sol = ode_solve.Solver(self.prob, self.method, self.t_all, self.rtol, self.atol)(
             p=self.p, y0=self.y0
         )
@@ -331,17 +337,9 @@ class ContinuousAdjoint:
             raise ContinuousFailed(sol.message)
         self._count(sol, "forward_steps")
         self._plain_steps = sol.stats["nsteps"]
-        if checkpoints is not None:
-            if not (isinstance(checkpoints, (int, np.integer)) and checkpoints >= 1):
-                raise ValueError(
-                    f"checkpoints must be a positive integer (time segments), got {checkpoints!r}"
-                )
-            S = int(checkpoints)
-        else:
-            S = 1
-        if memory_budget is None:
+        S = 1 if checkpoints is None else int(checkpoints)
+        if budget is None:
             return S, cp.store_all(S)
-        budget = cp.parse_bytes(memory_budget)
         # a segment's dense output: forward (y + 5 coefficients per step, twice with its
         # packed copy) and the adjoint's over its longest piece (restarts: +10 steps)
         per_step = 2 * 7 * n_bytes + 3 * 7 * n_bytes
