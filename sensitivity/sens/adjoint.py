@@ -195,7 +195,10 @@ _PLANS = weakref.WeakKeyDictionary()  # prob -> {(objective id, method, toleranc
 
 def _plan(prob, obj, meth, rtol, atol):
     key = (id(obj), id(meth), float(rtol), np.asarray(atol, dtype=float).tobytes())
-    plans = _PLANS.setdefault(prob, {})
+    try:
+        plans = _PLANS.setdefault(prob, {})
+    except TypeError:  # a problem object that cannot be weakly referenced: no reuse
+        plans = {}
     plan = plans.get(key)
     if plan is not None and plan.obj() is obj:
         return plan
