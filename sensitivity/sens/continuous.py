@@ -48,6 +48,7 @@ from sensitivity.sens import checkpoint as cp
 from sensitivity.sens import continuous_kernels as ck
 
 QUAD_NODES = 3  # Gauss-Legendre nodes per step: exact for degree 5, as the dense outputs
+ADJ_STIFF = "BDF"  # the adjoint's method for stiff problems
 ADJ_ATOL = 1e-3  # adjoint atol = ADJ_ATOL * rtol * (scale of lam and of the jumps)
 _GX, _GW = np.polynomial.legendre.leggauss(QUAD_NODES)
 GAUSS_X, GAUSS_W = 0.5 * (_GX + 1.0), 0.5 * _GW  # on [0, 1]
@@ -112,7 +113,8 @@ class _Segment:
 
     def _jac_at(self, t):
         if t != self._t_J:  # Newton iterations and the Jacobian ask at the same t
-            y = np.ascontiguousarray(self.sol(t))
+            tb = self.sol.segments[0]  # a difference quotient in t may step just outside
+            y = np.ascontiguousarray(self.sol(min(max(t, min(tb[0], tb[-1])), max(tb[0], tb[-1]))))
             self.run.prob.jacobian_values(t, y, out=self._J.data, p=self.run.p)
             self._t_J, self._y_J = t, y
         return self._J
@@ -261,7 +263,7 @@ class ContinuousAdjoint:
         if self.scale == 0.0:  # lam = 0 and no source: nothing to carry
             return
         atol = ADJ_ATOL * self.rtol * self.scale
-        meth = "BDF" if ode_solve._method(self.prob, self.method).stiff else "Tsit5"
+        meth = ADJ_STIFF if ode_solve._method(self.prob, self.method).stiff else "Tsit5"
         back = _Backward(seg, (b, a), self.lam.copy())
         sol = ode_solve.Solver(back, meth, np.array([a]), self.rtol, atol, dense=True)()
         self._count(sol, "backward_steps")
