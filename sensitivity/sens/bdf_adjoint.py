@@ -49,7 +49,11 @@ _R = getattr(compute_R, "py_func", compute_R)
 
 
 def step_orders(seg_Q):
-    """Order of every BDF step from its dense output (N, n, q): 1 + last non-zero column."""
+    """Order of every BDF step from its dense output (N, n, q): 1 + last non-zero column.
+
+    A step of order k whose k-th difference vanishes in every component (a solution
+    that is a polynomial of lower degree in t) would read as a lower order.
+    """
     nz = np.any(seg_Q != 0.0, axis=1)  # (N, q)
     last = np.where(nz.any(axis=1), nz.shape[1] - 1 - np.argmax(nz[:, ::-1], axis=1), 0)
     return (last + 1).astype(np.int64)
@@ -166,6 +170,19 @@ class _Linear:
         return prob.param_jacobian(t, y, self.p).T @ w
 
 
+def _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0):
+    """:func:`bdf_adjoint` by the compiled kernel of :mod:`.bdf_adjoint_kernel`."""
+    seg_t, seg_h, seg_y = sol.segments[:3]
+    W = (s[:, None] ** np.arange(1, MAX_ORDER + 1)) @ DENSE_COEF.T  # w_j(s), all j
+    W[:, 0] = 1.0
+    ybar = np.zeros(prob.n)
+    sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile)
+    Y = np.ascontiguousarray(seg_y)
+    G = np.ascontiguousarray(obs_g)
+    pbar = sweep(seg_t, seg_h, Y, orders, p, y0, step, W, G, ybar)
+    return pbar, ybar + obs_g[step < 0].sum(axis=0)
+
+
 def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
     """Reverse sweep of a dense BDF solution.
 
@@ -193,23 +210,7 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
     orders = step_orders(seg_Q)
     step, s = locate(t_obs, seg_t)
     if prob.jac_sparsity is None:  # small and dense: one compiled sweep
-        W = (s[:, None] ** np.arange(1, MAX_ORDER + 1)) @ DENSE_COEF.T
-        W[:, 0] = 1.0
-        ybar = np.zeros(prob.n)
-        sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile)
-        pbar = sweep(
-            seg_t,
-            seg_h,
-            np.ascontiguousarray(seg_y),
-            orders,
-            p,
-            y0,
-            step,
-            W,
-            np.ascontiguousarray(obs_g),
-            ybar,
-        )
-        return pbar, ybar + obs_g[step < 0].sum(axis=0)
+        return _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0)
     lin = _Linear(prob, p)
     n = prob.n
     Dbar = np.zeros((MAX_ORDER + 2, n))
