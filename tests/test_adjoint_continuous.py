@@ -148,6 +148,20 @@ def test_memory_budget_keeps_the_peak_under_it_and_the_gradient(lv_obj):
     assert four.stats["segments"] == 4 and rel(four.grad_p, full.grad_p) < 1e-6
 
 
+@pytest.mark.parametrize(
+    "kind, method", [("discrete", "Tsit5"), ("discrete", "BDF"), ("continuous", "BDF")]
+)
+def test_backward_time_span(kind, method):
+    prob = sn.ODEProblem(lotka_volterra, Y0, (5.0, 0.0), P0)
+    ts = np.array([5.0, 3.3, 1.0, 0.0])
+    obj = sn.L2Misfit(ts, np.ones((4, 2))) + sn.IntegralObjective(g_int)
+    r = sn.adjoint_gradient(prob, obj, kind=kind, method=method, rtol=1e-9, atol=1e-11)
+    ref = sn.adjoint_gradient(prob, obj, kind="continuous", rtol=1e-11, atol=1e-13)
+    integral = r.value - sn.adjoint_gradient(prob, obj.terms[0]).value
+    assert r.success and integral < 0.0  # oriented from t_span[0] = 5 to t_span[1] = 0
+    assert rel(r.grad_p, ref.grad_p) < 1e-6 and rel(r.grad_y0, ref.grad_y0) < 1e-6
+
+
 def test_bad_input(lv_obj):
     with pytest.raises(ValueError, match="kind must be one of"):
         sn.adjoint_gradient(lv(), lv_obj, kind="backsolve")
