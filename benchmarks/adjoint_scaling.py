@@ -1,13 +1,23 @@
-"""Adjoint gradients: cost relative to one solve (issue 6 benchmark, the part built so far).
+"""Adjoint gradients: cost relative to one solve (issue 6 benchmark).
 
-Lotka-Volterra (4 parameters + 2 initial values, 21 observations of both states, L2
+Part 1, Lotka-Volterra (4 parameters + 2 initial values, 21 observations of both states, L2
 misfit, Tsit5 at rtol 1e-6, atol 1e-8): our discrete adjoint (one forward solve keeping its
 steps, one compiled reverse sweep) against our plain solve, against the forward-sensitivity
 gradient, and against central differences of scipy ``solve_ivp``. Medians after warm-up,
-in one process. The stiff 1-D diffusion table of the issue (N = 16 ... 4096) needs the
-continuous/implicit adjoint, which is not built yet; it is not reported here.
+in one process; also the continuous adjoint.
 
-Run: ``python benchmarks/adjoint_scaling.py``
+Part 2, the 1-D diffusion table of issue 6: u_t = (k(x) u_x)_x on [0, 1], N finite-volume
+cells, u = 0 at both ends (boundary faces at half a cell), harmonic-mean face
+conductivities, N parameters k_i, 5 sensors, 20 observation times, L2 misfit, rtol 1e-6,
+atol 1e-8. Our continuous adjoint (BDF on -J^T, banded LU) against our plain BDF solve;
+the gradient error against the exact reference (the system is linear: eigen-decomposition
+of the symmetric tridiagonal matrix, closed-form time integrals); CasADi's CVODES adjoint
+(reverse mode through its integrator) when casadi is installed; scipy BDF with central
+differences (2N solves; timed for N <= 64 and extrapolated from one solve beyond, marked
+"extrap."). Peak memory: tracemalloc's peak of Python allocations during the gradient
+(numpy arrays included; numba/CVODES internals not seen).
+
+Run: ``python benchmarks/adjoint_scaling.py [max_N]``
 """
 
 from __future__ import annotations
@@ -21,6 +31,16 @@ from scipy.integrate import solve_ivp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _diffusion import (  # noqa: E402
+    casadi_gradient,
+    exact,
+    heat,
+    peak_memory,
+    scipy_fd_gradient,
+    setup,
+)
 
 import sensitivity as sn  # noqa: E402
 
@@ -41,7 +61,7 @@ def median_time(fn, repeat=50):
     return float(np.median(times))
 
 
-def main():
+def lotka_volterra():
     p = np.array([1.5, 1.0, 3.0, 1.0])
     ts = np.linspace(0.0, 10.0, 21)
     prob = sn.ODEProblem(lv, [1.0, 1.0], (0.0, 10.0), p)
@@ -63,6 +83,10 @@ def main():
         )
 
     t_adj, t_fwd = median_time(adj), median_time(fwd)
+
+    def cont():
+        return sn.adjoint_gradient(prob, obj, kind="continuous", rtol=1e-6, atol=1e-8)
+
     ref = sn.adjoint_gradient(prob, obj, rtol=1e-12, atol=1e-14).grad_p
 
     def fun(t, y, q):
@@ -81,6 +105,7 @@ def main():
         ("our solve() one-shot", t_solve1, None),
         ("adjoint_gradient (discrete, value + grad p, y0)", t_adj, adj().grad_p),
         ("gradient(method='forward') (6 sensitivity columns)", t_fwd, fwd().grad_p),
+        ("adjoint_gradient(kind='continuous')", median_time(cont, 10), cont().grad_p),
         ("scipy RK45, central differences (8 solves)", t_fd, fd()),
     ]
     print("Lotka-Volterra: gradient of an L2 misfit, 4 parameters + 2 initial values")
@@ -88,6 +113,65 @@ def main():
     for name, t, g in rows:
         err = "" if g is None else f"{np.abs(g - ref).max() / np.abs(ref).max():9.1e}"
         print(f"  {name:52s} {t * 1e3:8.3f}ms {t / t_solve1:9.2f}x {err}")
+
+
+def main():
+    lotka_volterra()
+    print()
+    max_n = int(sys.argv[1]) if len(sys.argv) > 1 else 4096
+    diffusion_table([n for n in (16, 64, 256, 1024, 4096) if n <= max_n])
+
+
+def _rel(g, ref):
+    return np.abs(g - ref).max() / np.abs(ref).max()
+
+
+def diffusion_table(sizes):
+    print("1-D diffusion, N parameters (issue 6 table); seconds (medians), ratio = grad/solve")
+    print("peak MB: tracemalloc peak of the gradient call (the BDF solve's own peak included);")
+    print("stored MB: the forward steps kept for the reverse sweep; err: max-norm relative error")
+    print(
+        f"{'N':>5s} {'solve':>8s} | {'discrete BDF adjoint':^39s} | {'continuous adjoint':^22s}"
+        f" | {'CasADi CVODES adjoint':^22s} | {'scipy BDF + FD':>14s}"
+    )
+    print(
+        f"{'':5s} {'':8s} | {'grad':>7s} {'ratio':>5s} {'peak MB':>7s} {'stored':>7s} {'err':>7s}"
+        f" | {'grad':>7s} {'ratio':>5s} {'err':>7s} | {'grad':>7s} {'ratio':>5s} {'err':>7s} |"
+    )
+    for n in sizes:
+        x, u0, k, sensors, ts = setup(n)
+        data = exact(k * (1 + 0.2 * np.cos(3 * np.pi * x)), u0, sensors, ts)
+        g_ref = exact(k, u0, sensors, ts, data)[1]
+        prob = sn.ODEProblem(heat, u0, (0.0, 0.1), k)
+        obj = sn.L2Misfit(ts, data, observe=sensors)
+        solver = sn.Solver(prob, "BDF", ts, 1e-6, 1e-8)
+
+        def grad(kind):
+            return sn.adjoint_gradient(prob, obj, kind=kind, method="BDF", rtol=1e-6, atol=1e-8)
+
+        rep = 9 if n <= 256 else 3
+        t_solve = median_time(solver, rep * 2)
+        t_grad = median_time(lambda: grad("discrete"), rep)
+        r, mem = peak_memory(lambda: grad("discrete"))
+        stored = r.stats["stored_bytes"] / 1e6
+        row = f"{n:5d} {t_solve:8.5f} | {t_grad:7.4f} {t_grad / t_solve:5.1f} {mem / 1e6:7.1f}"
+        row += f" {stored:7.2f}"
+        row += f" {_rel(r.grad_p, g_ref):7.1e}"
+        if n <= 1024:
+            t_c = median_time(lambda: grad("continuous"), 1)
+            rc = grad("continuous")
+            row += f" | {t_c:7.3f} {t_c / t_solve:5.0f} {_rel(rc.grad_p, g_ref):7.1e}"
+        else:
+            row += f" | {'(skipped: slow)':>21s}"
+        cas = casadi_gradient(u0, k, sensors, ts, data)
+        if cas is None:
+            row += f" | {'n/a':>21s}"
+        else:
+            t_cas, t_cas_solve, g_cas = cas
+            row += f" | {t_cas:7.3f} {t_cas / t_cas_solve:5.1f} {_rel(g_cas, g_ref):7.1e}"
+        t_fd, extrap = scipy_fd_gradient(u0, k, sensors, ts, data, timed_max_n=64)
+        row += f" | {t_fd:7.1f}{' extrap.' if extrap else ''}"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -154,3 +154,41 @@ def reference_jacobians(case, t, y, p):
     Jy = np.column_stack([column(fy, y, j) for j in range(n)])
     Jp = np.column_stack([column(fp, p, j) for j in range(m)])
     return Jy, Jp
+
+
+# ---- adjoint tests (tests/test_adjoint_continuous.py, tests/test_adjoint_bdf.py) ----------
+
+
+def heat(t, u, k, du):
+    """Finite volumes for u_t = (k u_x)_x on [0, 1], u = 0 at both ends (faces at half a cell)."""
+    n = u.shape[0]
+    inv = n * n * 1.0
+    for i in range(n):
+        du[i] = 0.0
+    du[0] -= 2.0 * k[0] * u[0] * inv
+    du[n - 1] -= 2.0 * k[n - 1] * u[n - 1] * inv
+    for i in range(n - 1):
+        kf = 2.0 * k[i] * k[i + 1] / (k[i] + k[i + 1])
+        flux = kf * (u[i + 1] - u[i]) * inv
+        du[i] += flux
+        du[i + 1] -= flux
+
+
+def g_point(t, y, p):
+    """A point objective for Lotka-Volterra."""
+    return y[0] * y[0] * p[1] + np.sin(y[1]) * t
+
+
+def g_rober(t, y, p):
+    """A point objective for Robertson."""
+    return y[0] * y[0] + 1e4 * y[1] + y[2] * t
+
+
+def g_int(t, y, p):
+    """An integrand for Lotka-Volterra."""
+    return y[0] * y[1] * p[0] + np.cos(t) * y[1] ** 2
+
+
+def g_heat(t, u, k):
+    """An integrand for the heat problem."""
+    return u[3] * u[3] * k[2] + t * u[5]

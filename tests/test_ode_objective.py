@@ -178,8 +178,6 @@ def test_bad_input():
         sn.Objective(prob, np.ones(3))
     with pytest.raises(ValueError, match="params must be indices into p"):
         sn.Objective(prob, sn.L2Misfit(TS, lv_data(0)), params=[0, 7])
-    with pytest.raises(NotImplementedError, match="integral objectives are not supported"):
-        sn.Objective(prob, sn.IntegralObjective(lambda t, y, p: y[0]))
     a = lv_objective(lv_data(0))
     b = sn.Objective(prob, sn.L2Misfit(TS, lv_data(0)), params=[0, 1])
     with pytest.raises(ValueError, match="mismatched experiment shapes"):

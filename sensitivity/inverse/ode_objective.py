@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sensitivity.inverse.objective import AbstractObjective, Evaluation
+from sensitivity.ode.bdf import BDF
 from sensitivity.sens.adjoint import adjoint_gradient, observation_times
 from sensitivity.sens.forward import SensitivitySolver
 from sensitivity.sens.objectives import Term, TermSum
@@ -63,11 +64,8 @@ class Objective(AbstractObjective):
         self.prob, self.term = prob, term
         term.bind(prob)
         terms = term.terms if isinstance(term, TermSum) else [term]
-        if any(t.is_integral for t in terms):
-            raise NotImplementedError(
-                "integral objectives are not supported by Objective yet "
-                "(they need the continuous adjoint)"
-            )
+        # integral terms: value and gradient by the continuous adjoint (no residuals)
+        self.has_integral = any(t.is_integral for t in terms)
         self.terms = terms
         self.params = np.arange(prob.m) if params is None else np.asarray(params, dtype=int)
         if self.params.ndim != 1 or np.any(self.params < 0) or np.any(self.params >= prob.m):
@@ -113,9 +111,16 @@ class Objective(AbstractObjective):
         if kind not in ("forward", "adjoint"):
             raise ValueError(f"kind must be 'forward' or 'adjoint', got {kind!r}")
         theta = self._check_theta(theta)
+        if kind == "forward" and self.has_integral:
+            raise ValueError(
+                f"{self.name}: integral objectives have no forward-sensitivity gradient; "
+                "use kind='adjoint'"
+            )
         if kind == "adjoint":
-            if getattr(self._sens.base.method, "stiff", True) or self._sens.base.auto:
-                raise ValueError(f"{self.name}: the discrete adjoint needs an explicit method")
+            if not (self._discrete_ok() or self.has_integral):
+                raise ValueError(
+                    f"{self.name}: the discrete adjoint needs an explicit method or BDF"
+                )
             return self._by_adjoint(*self._split(theta)).grad
         saved, self.gradient_method = self.gradient_method, "forward"
         try:
@@ -183,22 +188,28 @@ class Objective(AbstractObjective):
             rjac=np.full((n_res, self.n_params), np.nan),
         )
 
-    def _adjoint_ok(self):
-        """The discrete adjoint serves when the method is explicit and it pays off."""
+    def _discrete_ok(self):
+        """A discrete adjoint exists for the method: explicit RK or BDF (not "auto")."""
         meth = self._sens.base.method
-        if (
-            self.gradient_method == "forward"
-            or getattr(meth, "stiff", True)
-            or self._sens.base.auto
-        ):
+        if self._sens.base.auto:
+            return False
+        return isinstance(meth, BDF) or not getattr(meth, "stiff", True)
+
+    def _adjoint_ok(self):
+        """An adjoint serves when it pays off (or an integral term needs it)."""
+        if self.has_integral:
+            return True
+        if self.gradient_method == "forward" or not self._discrete_ok():
             return False
         return self.gradient_method == "adjoint" or self.n_params > 8
 
     def _by_adjoint(self, p, y0):
+        base = self._sens.base
         r = adjoint_gradient(
             self.prob,
             self.term,
-            method=self._sens.base.method,
+            kind="discrete" if self._discrete_ok() else "continuous",
+            method="auto" if base.auto else base.method,
             rtol=self.rtol,
             atol=self.atol,
             p=p,

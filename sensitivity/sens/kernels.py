@@ -24,10 +24,12 @@ from functools import lru_cache
 import numpy as np
 
 from sensitivity.ad import nb
+from sensitivity.sens import templates
 
 # template globals, bound by make_kernel (declared for linters; never used here)
 rhs = None
 K = 0
+TAG = 0
 dual_array_k = None
 empty_dual = None
 
@@ -96,8 +98,8 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
     ey = np.zeros((n, K))
     ep = np.zeros((m, K))
     ycur = np.empty(n)
-    yd = dual_array_k(ycur, ey, 0, K)
-    pd = dual_array_k(p, ep, 0, K)
+    yd = dual_array_k(ycur, ey, TAG, K)  # one tag: y and p duals of the same sweep
+    pd = dual_array_k(p, ep, TAG, K)
     out = empty_dual(yd, n)
     o = obs_step.shape[0] - 1
     for k in range(seg_h.shape[0] - 1, -1, -1):
@@ -165,7 +167,7 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
 @lru_cache(maxsize=256)
 def rk_adjoint_kernel(f, compile=True, K=nb.CHUNK):
     """Return the compiled reverse sweep of explicit RK steps for ``f`` (see source)."""
-    return nb.make_kernel(_rk_adjoint, f, K, compile=compile)
+    return templates.build(_rk_adjoint, f, K, compile, "rk_adjoint")
 
 
 @lru_cache(maxsize=256)

@@ -294,6 +294,9 @@ class PointObjective(Term):
 class IntegralObjective(Term):
     """``G = integral of g(t, y(t), p) dt`` over ``t_span``.
 
+    The integral is oriented along the integration: from ``t_span[0]`` to
+    ``t_span[1]`` (negative for a positive g when the problem runs backwards).
+
     Parameters
     ----------
     g : callable
