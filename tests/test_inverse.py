@@ -290,3 +290,26 @@ def test_bad_input_is_named():
         sn.FunctionObjective(lambda p: p, 3, data=synthetic(0)).fun(np.ones(3))
     with pytest.raises(ValueError, match="Log transform: parameters must be positive"):
         sn.fit(obj.with_transform(sn.Log()), [1.0, 1.0, -0.5])
+
+
+def test_uncertainty_option_and_large_fields():
+    """Covariance for few parameters by default, skipped for fields unless asked for."""
+    obj = sn.FunctionObjective(decay, 3, data=synthetic(1))
+    r = sn.fit(obj, [1.5, 1.0, 0.0], progress=False)
+    assert r.stderr is not None and r.rmse is not None
+    r = sn.fit(obj, [1.5, 1.0, 0.0], progress=False, uncertainty=False)
+    assert r.stderr is None and r.covariance is None
+    assert r.rmse == pytest.approx(np.sqrt(2 * r.fun / T.size), rel=1e-12)
+    # a 100-parameter linear field: no dense covariance by default, exact one on request
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((300, 100))
+    truth = rng.standard_normal(100)
+    data = A @ truth + 0.1 * rng.standard_normal(300)
+    field = sn.FunctionObjective(lambda p: A @ p, 100, data=data)
+    r = sn.fit(field, np.zeros(100), progress=False)
+    assert r.stderr is None and r.dof == 200
+    r = sn.fit(field, np.zeros(100), progress=False, uncertainty=True)
+    s2 = np.sum((A @ r.x - data) ** 2) / 200
+    np.testing.assert_allclose(r.covariance, s2 * np.linalg.inv(A.T @ A), rtol=1e-6)
+    with pytest.raises(ValueError, match="uncertainty must be"):
+        sn.fit(obj, [1.5, 1.0, 0.0], progress=False, uncertainty="yes")

@@ -146,6 +146,42 @@ def test_dask_cluster_gives_the_serial_objective():
         np.testing.assert_allclose(par.jac(x), serial.jac(x), rtol=1e-13)
 
 
+def test_values_alone_come_from_a_plain_solve():
+    """With many unknowns, fun() and residuals() solve without derivatives."""
+    n = 64
+    x = (np.arange(n) + 0.5) / n
+    u0 = np.sin(np.pi * x)
+    ts = 0.005 * np.arange(1, 11)
+    prob = sn.ODEProblem(diffusion, u0, (0.0, 0.05), 1.0 + 0.5 * x)
+    data = sn.solve(prob, method="BDF", t_eval=ts, rtol=1e-10, atol=1e-12).y[:, ::8]
+    obj = sn.Objective(prob, sn.L2Misfit(ts, data * 1.01, observe=np.arange(0, n, 8)),
+                       method="BDF", rtol=1e-8, atol=1e-10)  # fmt: skip
+    theta = prob.p * 1.1
+
+    def no_sensitivities(*args, **kwargs):
+        raise AssertionError("a value-only call must not solve for sensitivities")
+
+    obj._sens = _Only(obj._sens.base, no_sensitivities)
+    value, r = obj.fun(theta), obj.residuals(theta)
+    assert obj.nsolves == 1  # one plain solve served both (cache)
+    assert value == pytest.approx(0.5 * float(r @ r), rel=1e-14)
+    # the adjoint's value (its own recorded solve) agrees to the solve's accuracy
+    fresh = sn.Objective(prob, obj.term, method="BDF", rtol=1e-8, atol=1e-10)
+    v2, g2 = fresh.fun_and_jac(theta)
+    assert v2 == pytest.approx(value, rel=1e-6)
+    assert np.all(np.isfinite(g2))
+
+
+class _Only:
+    """A stand-in SensitivitySolver: its plain solver works, a sensitivity solve fails."""
+
+    def __init__(self, base, call):
+        self.base, self._call = base, call
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_process_pool_gives_the_serial_objective():

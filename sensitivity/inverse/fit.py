@@ -41,6 +41,7 @@ MINIMIZE = (
     "trust-krylov",
     "trust-exact",
 )
+MAX_AUTO_COVARIANCE = 64  # above: no covariance unless fit(uncertainty=True)
 HESSP_METHODS = ("trust-constr", "Newton-CG", "trust-ncg", "trust-krylov")
 BOUNDED = ("least_squares", "L-BFGS-B", "trust-constr", "TNC", "SLSQP")
 
@@ -62,6 +63,8 @@ class FitResult(optimize.OptimizeResult):
         Confidence intervals at ``confidence``.
     rmse : float or None
         Root-mean-square data residual (weighted units).
+    ssr : float or None
+        Sum of squared data residuals (regularisation terms excluded).
     dof : int
         Degrees of freedom N_data - m.
     history : list of dict
@@ -109,6 +112,7 @@ def fit(
     names=None,
     confidence=0.95,
     absolute_sigma=False,
+    uncertainty="auto",
     **options,
 ):
     """Fit an objective with scipy.optimize and estimate the uncertainty.
@@ -136,6 +140,12 @@ def fit(
         Level of the confidence intervals.
     absolute_sigma : bool
         Do not scale the covariance by the residual variance.
+    uncertainty : {"auto", True, False}
+        Compute the covariance, standard errors and confidence intervals (they need
+        the residual Jacobian at the estimate). ``"auto"``: for objectives with
+        residuals and at most :data:`MAX_AUTO_COVARIANCE` parameters; a field of
+        thousands of unknowns gets no dense covariance unless asked for. The RMSE
+        is reported whenever the objective has residuals.
     **options
         Passed to ``least_squares`` (e.g. ``xtol``) or as ``minimize``
         options (e.g. ``maxiter``).
@@ -144,6 +154,8 @@ def fit(
     -------
     FitResult
     """
+    if uncertainty not in ("auto", True, False):
+        raise ValueError(f"uncertainty must be 'auto', True or False, got {uncertainty!r}")
     m = objective.n_params
     theta0 = np.asarray(x0, dtype=np.float64)
     if theta0.shape != (m,) or not np.all(np.isfinite(theta0)):
@@ -164,7 +176,14 @@ def fit(
             raw = _run_minimize(objective, z0, zlo, zhi, method, tracker, options)
     finally:
         tracker.close()
-    return _result(objective, raw, method, names, confidence, absolute_sigma, tracker.history)
+    if uncertainty == "auto":
+        uncertainty = m <= MAX_AUTO_COVARIANCE
+    res = _result(objective, raw, method, names, confidence, tracker.history)
+    if objective.has_residuals:
+        _misfit_stats(res, objective)
+        if uncertainty:
+            _uncertainty(res, objective, absolute_sigma)
+    return res
 
 
 def _bounds(bounds, m, theta0, method):
@@ -257,7 +276,7 @@ def _run_minimize(objective, z0, zlo, zhi, method, tracker, options):
     )
 
 
-def _result(objective, raw, method, names, confidence, absolute_sigma, history):
+def _result(objective, raw, method, names, confidence, history):
     z = np.asarray(raw.x, dtype=np.float64)
     theta = objective.to_theta(z)
     res = FitResult(
@@ -279,24 +298,29 @@ def _result(objective, raw, method, names, confidence, absolute_sigma, history):
         correlation=None,
         conf_int=None,
         rmse=None,
+        ssr=None,
         dof=0,
     )
-    if objective.has_residuals:
-        _uncertainty(res, objective, theta, absolute_sigma)
     return res
 
 
-def _uncertainty(res, objective, theta, absolute_sigma):
+def _misfit_stats(res, objective):
+    """Degrees of freedom, RMSE and data sum of squares (no derivatives needed)."""
+    theta = res.x
+    ev = objective.evaluate(theta, {"residuals"})
+    n_data = objective.n_data or ev.residuals.size
+    res.ssr = _data_ssr(objective, theta, ev)
+    res.dof = max(n_data - theta.size, 0)
+    res.rmse = float(np.sqrt(res.ssr / max(n_data, 1)))
+
+
+def _uncertainty(res, objective, absolute_sigma):
+    theta = res.x
     ev = objective.evaluate(theta, {"residuals", "rjac"})
     J = ev.rjac
     if not isinstance(J, np.ndarray):
         J = J @ np.eye(J.shape[1])  # a LinearOperator: m products give the dense J
-    m = theta.size
-    n_data = objective.n_data or ev.residuals.size
-    ssr = _data_ssr(objective, theta, ev)
-    dof = max(n_data - m, 0)
-    res.dof = dof
-    res.rmse = float(np.sqrt(ssr / max(n_data, 1)))
+    dof, ssr = res.dof, res.ssr
     s2 = 1.0 if absolute_sigma else (ssr / dof if dof else np.nan)
     N = J.T @ J
     try:

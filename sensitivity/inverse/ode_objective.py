@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sensitivity.ad.nb import CHUNK
 from sensitivity.inverse.objective import AbstractObjective, Evaluation
 from sensitivity.ode.bdf import BDF
 from sensitivity.sens.adjoint import adjoint_gradient, observation_times
@@ -137,6 +138,8 @@ class Objective(AbstractObjective):
 
     def _evaluate(self, theta, need):
         p, y0 = self._split(theta)
+        if not need & {"grad", "rjac"} and not self.has_integral and self._plain_values():
+            return self._by_plain_solve(theta, p, y0)
         if need <= {"value", "grad"} and self._adjoint_ok():
             return self._by_adjoint(p, y0)
         fs = self._sens(p=p, y0=y0)
@@ -169,6 +172,31 @@ class Objective(AbstractObjective):
         if self.has_residuals:
             out.residuals = np.concatenate(res)
             out.rjac = np.vstack(jac)
+        return out
+
+    def _plain_values(self):
+        """Value or residuals alone from a plain solve, when a derivative would cost more
+        than a solve and a half: the gradient comes by the adjoint, or there are more
+        unknowns than one chunk of forward sensitivities (with few, one sensitivity solve
+        serves the value and the Jacobian that least_squares asks for next)."""
+        return self._adjoint_ok() or self.n_params > CHUNK
+
+    def _by_plain_solve(self, theta, p, y0):
+        sol = self._sens.base(p=p, y0=y0)
+        self.nsolves += 1
+        if not sol.success:
+            return self._failed(theta, sol.message)
+        out, res = Evaluation(value=0.0), []
+        for term in self.terms:
+            rows = [k for k, (t, _) in enumerate(self.owners) if t is term]
+            if term.has_residuals:
+                r = term.residuals(sol.y[rows], p)
+                res.append(r)
+                out.value += 0.5 * float(r @ r)
+            else:
+                out.value += sum(term.point(self.owners[k][1], sol.y[k], p)[0] for k in rows)
+        if self.has_residuals:
+            out.residuals = np.concatenate(res)
         return out
 
     def _failed(self, theta, message):
