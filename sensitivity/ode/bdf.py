@@ -247,7 +247,8 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
         rate = norm / old if old > 0.0 else 0.0
         if rate >= 0.9:
             return False, it + 1  # too slow with this (stale) J: the caller renews it
-        if (old > 0.0 and rate / (1.0 - rate) * norm <= 0.01 * tol) or norm <= 1e-3 * tol:
+        # the test of y's Newton iteration (as CVODES does for the sensitivities)
+        if (old > 0.0 and rate / (1.0 - rate) * norm <= tol) or norm <= 1e-3 * tol:
             return True, it + 1
         old = norm
     return False, SENS_MAXITER
@@ -317,8 +318,21 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     g(t0, y0, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
-    if h_abs <= 0.0:
-        h_abs = initial_step(sens, t0, y0, f, P, direction, 1, rtol, atol, max_step, work, dy)
+    if h_abs <= 0.0:  # from the controlled components only: "partial" keeps y's steps
+        h_abs = initial_step(
+            sens if n_err == N else rhs,
+            t0,
+            y0[:n_err],
+            f[:n_err],
+            P if n_err == N else p,
+            direction,
+            1,
+            rtol,
+            atol[:n_err],
+            max_step,
+            work[:n_err],
+            dy[:n_err],
+        )
         counts[0] += 1
     h_abs = min(h_abs, max_step)
     D = np.zeros((MAX_ORDER + 3, N))

@@ -20,8 +20,9 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 from sensitivity.ad import nb
+from sensitivity.ad.core import new_tag
+from sensitivity.ad.dual import Dual
 from sensitivity.ad.nb_array import dual_array_k, empty_dual
-from sensitivity.sens.kernels import sens_rhs_kernel
 
 # template globals, bound per problem (declared for linters; never used here)
 rhs = None
@@ -83,7 +84,7 @@ def sens_rhs(f, K, compile=True):
     K : int
         Sensitivity columns carried, 1 ... 64.
     compile : bool
-        False returns the plain-Python kernel of :mod:`sensitivity.sens.kernels`.
+        False returns a plain-Python kernel on the numpy-level duals.
 
     Returns
     -------
@@ -91,7 +92,7 @@ def sens_rhs(f, K, compile=True):
         ``sens_rhs(t, Y (n (K+1),), P (m (K+1),), dY (n (K+1),))``.
     """
     if not compile or not isinstance(f, numba.core.dispatcher.Dispatcher):
-        return sens_rhs_kernel(f, K, compile)
+        return _python_sens_rhs(f, K)
     g = {"np": np, "rhs": f, "K": K, "dual_array_k": dual_array_k, "view2d": view2d}
     g["empty_dual"] = empty_dual
     name = f"{f.py_func.__name__}_sens_rhs_views_K{K}_{nb.fingerprint(f)}"
@@ -102,3 +103,21 @@ def sens_rhs(f, K, compile=True):
         return numba.njit(cache=True)(fn)
     except RuntimeError:  # no cache locator for this source
         return numba.njit(fn)
+
+
+def _python_sens_rhs(f, K):
+    """``sens_rhs`` in plain Python: numpy-level duals that share one tag.
+
+    (y, p and the output must carry the same tag: with a fresh tag each, products of y and
+    p would be nested duals that the output cannot hold.)
+    """
+
+    def sens_rhs_python(t, Y, P, dY):
+        n = Y.shape[0] // (K + 1)
+        m = P.shape[0] // (K + 1)
+        tag = new_tag()
+        yd = Dual(Y[:n], Y[n:].reshape((n, K)), tag)
+        pd = Dual(P[:m], P[m:].reshape((m, K)), tag)
+        f(t, yd, pd, Dual(dY[:n], dY[n:].reshape((n, K)), tag))
+
+    return sens_rhs_python
