@@ -49,7 +49,6 @@ from sensitivity.ode.control import (
     as_rhs,
     initial_step,
     jit,
-    python_twin,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
@@ -510,15 +509,20 @@ class BDF:
         """
         extra = [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]
         opts = np.concatenate([opts, extra])
-        P = p if P is None else P
-        if sparse_jac is not None or not compiled:
-            rhs, g = fns[0], fns[1]
-            sens = rhs if sens is None else sens
-            if sparse_jac is not None:
-                kernel = python_twin(bdf_solve, linsolve.choose(pattern))
-                jac = sparse_jac
-            else:
-                kernel, jac = python_twin(bdf_solve), fns[2]
-            return kernel(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
-        addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
-        return bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)
+        return linsolve.run_stiff_sens(
+            bdf_solve,
+            bdf_solve_native,
+            fns,
+            compiled,
+            t_span,
+            y0,
+            p,
+            tol,
+            opts,
+            t_eval,
+            ev,
+            sparse_jac,
+            pattern,
+            sens,
+            P,
+        )

@@ -52,7 +52,6 @@ from sensitivity.ode.control import (
     initial_step,
     jit,
     pi_factor,
-    python_twin,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
@@ -378,14 +377,20 @@ class ESDIRK:
         ``P``, ``n_y`` and ``n_err`` as in :func:`esdirk_solve`.
         """
         opts = np.concatenate([opts, [float(n_y), float(n_err)]])
-        P = p if P is None else P
-        if sparse_jac is not None or not compiled:
-            rhs, g = fns[0], fns[1]
-            sens = rhs if sens is None else sens
-            if sparse_jac is not None:
-                kernel, jac = python_twin(esdirk_solve, linsolve.choose(pattern)), sparse_jac
-            else:
-                kernel, jac = python_twin(esdirk_solve), fns[2]
-            return kernel(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
-        addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
-        return esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)
+        return linsolve.run_stiff_sens(
+            esdirk_solve,
+            esdirk_solve_native,
+            fns,
+            compiled,
+            t_span,
+            y0,
+            p,
+            tol,
+            opts,
+            t_eval,
+            ev,
+            sparse_jac,
+            pattern,
+            sens,
+            P,
+        )
