@@ -136,7 +136,7 @@ def test_bad_parameters(lv):
         solver(y0=np.array([np.nan, 1.0]))
     prob = ODEProblem(lotka_volterra, [1.0, 1.0], (0.0, 10.0), LV_P)
     prob.p[1] = np.nan  # changed after validation by ODEProblem
-    with pytest.raises(ValueError, match="parameters must be finite"):
+    with pytest.raises(ValueError, match="prob.p must be a finite"):
         forward_sensitivity(prob)
     empty = ODEProblem(lotka_volterra, [1.0, 1.0], (0.0, 1.0), np.zeros(0))
     with pytest.raises(ValueError, match="nothing to differentiate"):

@@ -44,7 +44,6 @@ Error control (``error_control=``):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,12 +231,11 @@ class SensitivitySolver:
             isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1
         ):
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-        if not np.all(np.isfinite(prob.p)):
-            raise ValueError("parameters must be finite: prob.p holds NaN or inf")
         n, m = prob.n, prob.m
         self.y0_dp = _matrix(y0_dp, (n, m), "y0_dp")
         self.t_span_dp = _matrix(t_span_dp, (2, m), "t_span_dp")
         self.prob, self.wrt, self.error_control = prob, wrt, error_control
+        # validates prob (finite y0 and p), t_eval, tolerances and steps
         self.base = ode_solve.Solver(prob, method, t_eval, rtol, atol, **solve_options)
         self.name = method if isinstance(method, str) else type(method).__name__
         meth = self.base.method
@@ -360,7 +358,8 @@ class _Chunk:
         self.atol_y = base.tol[1:]
         self.tol = self._tolerances(base.p, self.scaled)
         # the augmented Solver: base's validated settings on the augmented problem
-        self.solver = copy.copy(base)
+        self.solver = object.__new__(type(base))  # a shallow copy, cheaper than copy.copy
+        self.solver.__dict__.update(base.__dict__)
         self.solver.prob, self.solver.tol, self.solver._fns = self.aug, self.tol, {}
         self.solver.y0, self.solver.p = self.Y0, self.P
         if self.implicit:
@@ -382,9 +381,10 @@ class _Chunk:
     def _scale(self, p):
         """Column scales ``|p_j|`` (1 for initial values, t0, padding and p_j = 0)."""
         scale = np.ones(self.owner.K)
-        for c, j in enumerate(self.pidx):  # a Python loop: K is small, numpy calls cost more
-            if j >= 0 and p[j] != 0.0:
-                scale[c] = abs(p[j])
+        values = p.tolist()  # a Python loop over floats: K is small, numpy calls cost more
+        for c, j in enumerate(self.pidx):
+            if j >= 0 and values[j] != 0.0:
+                scale[c] = abs(values[j])
         return scale
 
     def run(self, p, y0, f0):
