@@ -19,6 +19,12 @@ so that it stays bounded on stiff components. The step keeps its size (and its L
 controller would change it by less than 20 %. Dense output: the cubic Hermite interpolant of
 y and f at both ends (order 3, free).
 
+Forward sensitivities (state ``[y, S]``, :mod:`sensitivity.sens.forward`): each stage runs
+Newton for y alone, then the staggered corrector for the stage of S,
+``Z_S = base_S + d h (J(z) Z_S + f_p)``, a linear equation iterated with the same factorised
+``I - d h J`` (:func:`stage_sens`); the error estimate of S goes through the same filter
+column by column when S is error-controlled.
+
 References
 ----------
 .. [1] M. E. Hosea, L. F. Shampine, "Analysis and implementation of TR-BDF2", Appl.
