@@ -4,8 +4,10 @@ Lotka-Volterra (4 parameters, t in [0, 10], 101 outputs, rtol 1e-6, atol 1e-8) a
 Robertson (3 parameters, outputs 0.4*10^k to 4e10, rtol 1e-4, atol (1e-8, 1e-14, 1e-6)).
 
 Ours: ``SensitivitySolver`` (validated once, then called) and the one-shot
-``forward_sensitivity``, each against our own plain solve (``Solver``/``solve``), with
-no hand-written derivative code. Peers: central finite differences of scipy ``solve_ivp``;
+``forward_sensitivity``, each against our own plain solve (``Solver``; the one-shot call
+against the one-shot ``solve``, both validating their arguments), with no hand-written
+derivative code. Robertson also runs through ESDIRK (TR-BDF2), against its own plain solve.
+Peers: central finite differences of scipy ``solve_ivp``;
 hand-written augmented sensitivity systems in scipy (RK45, LSODA, BDF); CasADi's CVODES
 forward sensitivities when casadi is installed (numbalsoda does not build here).
 
@@ -35,6 +37,11 @@ except ImportError:  # pragma: no cover
 
 
 def median_time(fn, repeat):
+    """Return (median, minimum) of ``repeat`` timed calls after two warm-up calls.
+
+    The median is the figure; the minimum is printed next to it because it is robust to
+    other load on a shared machine (which shows up as whole scheduler slices, ~4 ms).
+    """
     fn()
     fn()
     times = []
@@ -42,7 +49,7 @@ def median_time(fn, repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(times)), float(np.min(times))
 
 
 def lv(t, y, p, dydt):
@@ -139,12 +146,24 @@ def error(S, ref):
     return float(np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
 
 
-def table(title, rows, ours_key):
+def table(title, rows, ours_key, pairs=None):
+    """Print the rows; ``pairs`` maps a row to the plain-solve row it is compared with."""
+    pairs = pairs or {}
     print(f"\n{title}")
-    print(f"  {'tool':48s} {'median':>10s} {'vs our solve':>13s} {'rel err':>9s}")
-    for name, (t, err) in rows.items():
-        ratio = t / rows[ours_key][0]
-        print(f"  {name:48s} {t * 1e3:8.3f}ms {ratio:12.2f}x {err:9.1e}")
+    head = (
+        f"  {'tool':52s} {'median':>10s} {'ratio':>9s} {'min':>10s} {'ratio':>9s} {'rel err':>8s}"
+    )
+    print(head + "   (ratios: vs our plain solve)")
+    for name, ((t, t_min), err) in rows.items():
+        ref = pairs.get(name, ours_key)
+        (r, r_min), _ = rows[ref]
+        mark = "" if ref == ours_key else " *"
+        print(
+            f"  {name:52s} {t * 1e3:8.3f}ms {t / r:8.2f}x {t_min * 1e3:8.3f}ms "
+            f"{t_min / r_min:8.2f}x {err:8.1e}{mark}"
+        )
+    if pairs:
+        print("  * against the matching plain solve: " + "; ".join(sorted(set(pairs.values()))))
 
 
 def lotka(repeat):
@@ -184,7 +203,8 @@ def lotka(repeat):
     if casadi is not None:
         run = casadi_sens("lv", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (median_time(run, r), error(run(), ref))
-    table("Lotka-Volterra, 4 parameters", rows, "ours: Solver() plain solve, Tsit5")
+    pairs = {"ours: forward_sensitivity() one-shot, full": "ours: solve() plain, one-shot"}
+    table("Lotka-Volterra, 4 parameters", rows, "ours: Solver() plain solve, Tsit5", pairs)
 
 
 def robertson(repeat):
@@ -197,14 +217,17 @@ def robertson(repeat):
         rober_aug, y0, 3, (0, 4e10), ts, p, "Radau", 1e-10, np.array([1e-14, 1e-20, 1e-12])
     )
     scale = p[None, None, :]  # compare d y / d log p: the parameters span 9 decades
-    plain = Solver(prob, "BDF", ts, rtol, atol)
-    rows = {"ours: Solver() plain solve, BDF": (median_time(plain, repeat), 0.0)}
-    for ec in ("partial", "full"):
-        sv = SensitivitySolver(prob, ts, "p", "BDF", rtol, atol, ec)
-        rows[f"ours: SensitivitySolver() BDF staggered, {ec}"] = (
-            median_time(sv, repeat),
-            error(sv().dy_dp * scale, ref * scale),
-        )
+    rows, pairs = {}, {}
+    for meth in ("BDF", "ESDIRK"):
+        plain = Solver(prob, meth, ts, rtol, atol)
+        key = f"ours: Solver() plain solve, {meth}"
+        rows[key] = (median_time(plain, repeat), 0.0)
+        for ec in ("partial", "full"):
+            sv = SensitivitySolver(prob, ts, "p", meth, rtol, atol, ec)
+            name = f"ours: SensitivitySolver() {meth} staggered, {ec}"
+            rows[name] = (median_time(sv, repeat), error(sv().dy_dp * scale, ref * scale))
+            pairs[name] = key
+    pairs["ours: Solver() plain solve, ESDIRK"] = "ours: Solver() plain solve, BDF"
 
     def fun(t, y, p):
         return [
@@ -235,6 +258,7 @@ def robertson(repeat):
         "Robertson to 4e10, 3 parameters (errors of dy/dlog p)",
         rows,
         "ours: Solver() plain solve, BDF",
+        {k: v for k, v in pairs.items() if "ESDIRK" in k},
     )
 
 

@@ -30,6 +30,16 @@ def robertson(t, y, p, dydt):
     dydt[2] = p[2] * y[1] ** 2
 
 
+def reaction_diffusion(t, y, p, dydt):
+    # 1-D Fisher-KPP on (0, 1), zero Dirichlet ends: p = (diffusivity, growth rate)
+    n = len(y)
+    h2 = 1.0 / ((n + 1.0) * (n + 1.0))
+    for i in range(n):
+        left = y[i - 1] if i > 0 else 0.0
+        right = y[i + 1] if i < n - 1 else 0.0
+        dydt[i] = p[0] * (left - 2.0 * y[i] + right) / h2 + p[1] * y[i] * (1.0 - y[i])
+
+
 def stencil(t, y, p, dydt):
     # exp, sin, sqrt, tanh, ** (dual**float, float**dual, dual**dual, dual**int),
     # abs, min/max and a branch; analytic away from the kinks of abs/min/max.

@@ -49,7 +49,6 @@ from sensitivity.ode.control import (
     as_rhs,
     initial_step,
     jit,
-    python_twin,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
@@ -247,7 +246,8 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
         rate = norm / old if old > 0.0 else 0.0
         if rate >= 0.9:
             return False, it + 1  # too slow with this (stale) J: the caller renews it
-        if (old > 0.0 and rate / (1.0 - rate) * norm <= 0.01 * tol) or norm <= 1e-3 * tol:
+        # the test of y's Newton iteration (as CVODES does for the sensitivities)
+        if (old > 0.0 and rate / (1.0 - rate) * norm <= tol) or norm <= 1e-3 * tol:
             return True, it + 1
         old = norm
     return False, SENS_MAXITER
@@ -317,8 +317,21 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     g(t0, y0, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
-    if h_abs <= 0.0:
-        h_abs = initial_step(sens, t0, y0, f, P, direction, 1, rtol, atol, max_step, work, dy)
+    if h_abs <= 0.0:  # from the controlled components only: "partial" keeps y's steps
+        h_abs = initial_step(
+            sens if n_err == N else rhs,
+            t0,
+            y0[:n_err],
+            f[:n_err],
+            P if n_err == N else p,
+            direction,
+            1,
+            rtol,
+            atol[:n_err],
+            max_step,
+            work[:n_err],
+            dy[:n_err],
+        )
         counts[0] += 1
     h_abs = min(h_abs, max_step)
     D = np.zeros((MAX_ORDER + 3, N))
@@ -496,15 +509,20 @@ class BDF:
         """
         extra = [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]
         opts = np.concatenate([opts, extra])
-        P = p if P is None else P
-        if sparse_jac is not None or not compiled:
-            rhs, g = fns[0], fns[1]
-            sens = rhs if sens is None else sens
-            if sparse_jac is not None:
-                kernel = python_twin(bdf_solve, linsolve.choose(pattern))
-                jac = sparse_jac
-            else:
-                kernel, jac = python_twin(bdf_solve), fns[2]
-            return kernel(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
-        addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
-        return bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)
+        return linsolve.run_stiff_sens(
+            bdf_solve,
+            bdf_solve_native,
+            fns,
+            compiled,
+            t_span,
+            y0,
+            p,
+            tol,
+            opts,
+            t_eval,
+            ev,
+            sparse_jac,
+            pattern,
+            sens,
+            P,
+        )

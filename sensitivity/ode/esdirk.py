@@ -19,6 +19,12 @@ so that it stays bounded on stiff components. The step keeps its size (and its L
 controller would change it by less than 20 %. Dense output: the cubic Hermite interpolant of
 y and f at both ends (order 3, free).
 
+Forward sensitivities (state ``[y, S]``, :mod:`sensitivity.sens.forward`): each stage runs
+Newton for y alone, then the staggered corrector for the stage of S,
+``Z_S = base_S + d h (J(z) Z_S + f_p)``, a linear equation iterated with the same factorised
+``I - d h J`` (:func:`stage_sens`); the error estimate of S goes through the same filter
+column by column when S is error-controlled.
+
 References
 ----------
 .. [1] M. E. Hosea, L. F. Shampine, "Analysis and implementation of TR-BDF2", Appl.
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensitivity.ode import linsolve
-from sensitivity.ode.bdf import set_scale, wrms
+from sensitivity.ode.bdf import sens_corrector, set_scale, wrms
 from sensitivity.ode.control import (
     MAX_STEPS,
     MIN_FACTOR,
@@ -126,36 +132,70 @@ def hermite(y, y_new, f0, f1, h, Q):
 
 
 @jit(twin=True)
-def trbdf2_step(rhs, t, y, f0, h, M, piv, scale, p, tol, work):
+def trbdf2_step(rhs, sens, t, y, f0, h, M, piv, scale, p, P, tol, work, n):
     """Both implicit stages of one step; returns (ok, nfev, bad) and fills ``work``.
 
-    ``work`` rows: 0 z_gamma, 1 f_gamma, 2 y_new, 3 f_new, 4 base, 5 scratch.
+    ``work`` rows: 0 z_gamma, 1 f_gamma, 2 y_new, 3 f_new, 4 base, 5 scratch, 6 psi, 7 d.
+    With sensitivities (``n < len(y)``, state ``[y (n), S (n, K)]``) each stage runs
+    Newton on its first n components, then the staggered corrector of the sensitivity
+    stage with the same factorisation (:func:`stage_sens`).
     """
     dh = D * h
     z2, f2, z3, f3, base, dz = work[0], work[1], work[2], work[3], work[4], work[5]
     stage_base(y, h, D, f0, 0.0, f0, base)
     for i in range(y.shape[0]):
         z2[i] = y[i] + GAMMA * h * f0[i]  # explicit Euler predictor
-    ok, n1, bad = stage_newton(rhs, t + GAMMA * h, base, dh, M, piv, scale, p, tol, z2, f2, dz)
+    ok, n1, bad = stage_newton(
+        rhs, t + GAMMA * h, base[:n], dh, M, piv, scale[:n], p, tol, z2[:n], f2[:n], dz[:n]
+    )
+    if ok and n < y.shape[0]:
+        ok, ns = stage_sens(sens, t + GAMMA * h, z2, base, dh, M, piv, scale, P, tol, work, f2, n)
+        n1 += ns
     if not ok:
         return False, n1, bad
     stage_derivative(z2, base, dh, f2)
     stage_base(y, h, W, f0, W, f2, base)
     for i in range(y.shape[0]):
         z3[i] = y[i] + (z2[i] - y[i]) / GAMMA  # linear extrapolation predictor
-    ok, n2, bad = stage_newton(rhs, t + h, base, dh, M, piv, scale, p, tol, z3, f3, dz)
+    ok, n2, bad = stage_newton(
+        rhs, t + h, base[:n], dh, M, piv, scale[:n], p, tol, z3[:n], f3[:n], dz[:n]
+    )
+    if ok and n < y.shape[0]:
+        ok, ns = stage_sens(sens, t + h, z3, base, dh, M, piv, scale, P, tol, work, f3, n)
+        n2 += ns
     if ok:
         stage_derivative(z3, base, dh, f3)
     return ok, n1 + n2, bad
 
 
 @jit(twin=True)
-def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+def stage_sens(sens, t, z, base, dh, M, piv, scale, P, tol, work, f, n):
+    """Staggered corrector of a sensitivity stage ``Z_S = base_S + dh (J Z_S + f_p)``.
+
+    With the y part of ``z`` converged, this is the BDF corrector of
+    :func:`sensitivity.ode.bdf.sens_corrector` with ``c = dh`` and ``psi = z_pred - base``
+    (a linear iteration with the factorised ``I - dh J``, never a Newton iteration);
+    ``z[n:]`` holds the predictor on entry and the stage on exit. Returns (ok, evals).
+    """
+    psi, d, dz = work[6], work[7], work[5]
+    for i in range(n, z.shape[0]):
+        psi[i] = z[i] - base[i]
+    return sens_corrector(sens, t, z, z, dh, psi, M, piv, scale, P, d, f, dz, n, tol)
+
+
+@jit(twin=True)
+def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P):
     """Integrate ``y' = rhs(t, y, p)`` with TR-BDF2; arguments as ``bdf_solve``.
 
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record]``.
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, n_y, n_err]``.
+    Forward sensitivities as in ``bdf_solve``: with ``0 < n_y < len(y0)`` the state is
+    ``[y (n_y), S (n_y, K)]`` with right-hand side ``sens(t, Y, P, dY)``; the error norm
+    covers the first ``n_err`` components. Without sensitivities pass ``sens = rhs``,
+    ``P = p``.
     """
-    n = y0.shape[0]
+    N = y0.shape[0]
+    n = int(opts[5]) if opts[5] > 0.0 else N
+    n_err = int(opts[6]) if opts[6] > 0.0 else N
     rtol, atol = tol[0], tol[1:]
     t0, t_end = t_span[0], t_span[1]
     direction = 1.0 if t_end >= t0 else -1.0
@@ -163,20 +203,34 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
-    y, f0, err, scale = y0.copy(), np.empty(n), np.empty(n), np.empty(n)
-    work = np.empty((6, n))
+    y, f0, err, scale = y0.copy(), np.empty(N), np.empty(N), np.empty(N)
+    r = np.empty(n)
+    work = np.empty((8, N))
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
-    Q = np.zeros((n, 3))
+    Q = np.zeros((N, 3))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
-    rhs(t0, y, p, f0)
+    sens(t0, y, P, f0)
     g(t0, y, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
-    if h_abs <= 0.0:
-        h_abs = initial_step(rhs, t0, y, f0, p, direction, 2, rtol, atol, max_step, err, scale)
+    if h_abs <= 0.0:  # from the controlled components only: "partial" keeps y's steps
+        h_abs = initial_step(
+            sens if n_err == N else rhs,
+            t0,
+            y[:n_err],
+            f0[:n_err],
+            P if n_err == N else p,
+            direction,
+            2,
+            rtol,
+            atol[:n_err],
+            max_step,
+            err[:n_err],
+            scale[:n_err],
+        )
         counts[0] += 1
-    J = new_jacobian(jac, t0, y, p, np.empty((n, n)))
+    J = new_jacobian(jac, t0, y[:n], p, np.empty((n, n)))
     M, piv = np.empty((n, n)), np.zeros(n, np.int64)
     counts[1] = 1
     t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
@@ -199,11 +253,11 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
             counts[2] += 1
             h_lu = h
         set_scale(atol, rtol, y, scale)
-        ok, nf, bad = trbdf2_step(rhs, t, y, f0, h, M, piv, scale, p, newton_tol, work)
+        ok, nf, bad = trbdf2_step(rhs, sens, t, y, f0, h, M, piv, scale, p, P, newton_tol, work, n)
         counts[0] += nf
         if not ok:
             if bad < 0 and not current_jac:  # stale J: renew it and retry the same step
-                J = new_jacobian(jac, t, y, p, J)
+                J = new_jacobian(jac, t, y[:n], p, J)
                 counts[1] += 1
                 current_jac, h_lu = True, 0.0
                 continue
@@ -215,10 +269,11 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
             rejected = True
             continue
         y_new, f_new = work[2], work[3]
-        for i in range(n):
+        for i in range(N):
             err[i] = h * (E0 * f0[i] + E1 * work[1, i] + E2 * f_new[i])
-        solve_lu(M, piv, err, err)  # Hosea-Shampine filter: (I - d h J)^{-1} est
-        en = error_norm(err, y, y_new, rtol, atol)
+        solve_lu(M, piv, err[:n], err[:n])  # Hosea-Shampine filter: (I - d h J)^{-1} est
+        filter_columns(M, piv, err, n, n_err, r)
+        en = error_norm(err[:n_err], y[:n_err], y_new[:n_err], rtol, atol[:n_err])
         if not (en <= 1.0):
             h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-1.0 / 3.0))
             counts[4] += 1
@@ -268,13 +323,32 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
     return finish_trace(status, info, counts, bufs, ks)
 
 
+@jit(twin=True)
+def filter_columns(M, piv, err, n, n_err, r):
+    """Apply the error filter ``(I - d h J)^{-1}`` to the controlled sensitivity columns.
+
+    ``err[n:]`` is S's estimate, row-major (n, K); the sensitivity system's iteration
+    matrix is block lower triangular with ``I - d h J`` on its diagonal, and, as CVODES
+    does, the filter uses the diagonal blocks only. Columns outside ``n_err`` are skipped.
+    """
+    N = err.shape[0]
+    K = (N - n) // n
+    for k in range(K if n_err > n else 0):
+        for i in range(n):
+            r[i] = err[n + i * K + k]
+        solve_lu(M, piv, r, r)
+        for i in range(n):
+            err[n + i * K + k] = r[i]
+
+
 @jit()
-def esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
-    """:func:`esdirk_solve` with ``addr = [rhs (2), g (2), jac (2)]`` function addresses."""
+def esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
+    """:func:`esdirk_solve` with ``addr = [rhs (2), g (2), jac (2), sens (2)]`` addresses."""
     rhs = as_rhs(addr[0], addr[1])
     g = as_rhs(addr[2], addr[3])
     jac = as_jac(addr[4], addr[5])
-    return esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
+    sens = as_rhs(addr[6], addr[7])
+    return esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P)
 
 
 @dataclass(frozen=True)
@@ -286,10 +360,30 @@ class ESDIRK:
     needs_jac: bool = True
 
     def run(
-        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+        self,
+        fns,
+        compiled,
+        t_span,
+        y0,
+        p,
+        tol,
+        opts,
+        t_eval,
+        ev,
+        sparse_jac=None,
+        pattern=None,
+        sens=None,
+        P=None,
+        n_y=0,
+        n_err=0,
     ):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
-        return linsolve.run_stiff(
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+
+        Forward sensitivities: ``sens`` (the function, or its two addresses when compiled),
+        ``P``, ``n_y`` and ``n_err`` as in :func:`esdirk_solve`.
+        """
+        opts = np.concatenate([opts, [float(n_y), float(n_err)]])
+        return linsolve.run_stiff_sens(
             esdirk_solve,
             esdirk_solve_native,
             fns,
@@ -303,4 +397,6 @@ class ESDIRK:
             ev,
             sparse_jac,
             pattern,
+            sens,
+            P,
         )

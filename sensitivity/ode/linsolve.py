@@ -171,3 +171,39 @@ def run_stiff(
     if compiled:
         return native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
     return python_twin(kernel)(fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
+
+
+def run_stiff_sens(
+    kernel,
+    native,
+    fns,
+    compiled,
+    t_span,
+    y0,
+    p,
+    tol,
+    opts,
+    t_eval,
+    ev,
+    sparse_jac=None,
+    pattern=None,
+    sens=None,
+    P=None,
+):
+    """:func:`run_stiff` for kernels that also take forward sensitivities (BDF, ESDIRK).
+
+    ``kernel(rhs, jac, g, ..., ev_dir, ev_term, sens, P)`` and ``native(addresses, ...,
+    ev_dir, ev_term, P)`` with ``addresses = [rhs, g, jac, sens]`` (two each); without
+    sensitivities ``sens`` is ``rhs`` and ``P`` is ``p``.
+    """
+    P = p if P is None else P
+    if sparse_jac is not None or not compiled:
+        rhs, g = fns[0], fns[1]
+        sens = rhs if sens is None else sens
+        if sparse_jac is not None:
+            twin, jac = python_twin(kernel, choose(pattern)), sparse_jac
+        else:
+            twin, jac = python_twin(kernel), fns[2]
+        return twin(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
+    addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
+    return native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)

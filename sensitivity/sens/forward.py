@@ -10,10 +10,20 @@ right-hand side comes from *one* compiled dual evaluation of the user's f
   The stages of S are then the derivatives of the stages of y, so with the
   step sizes held fixed the result is the exact derivative of the computed
   solution (internal differentiation).
-* Implicit methods (BDF) use the staggered corrector of CVODES: after the
-  Newton iteration for y has converged, the sensitivities solve the linear
-  corrector equations with the same factorised iteration matrix
-  (:mod:`sensitivity.sens.bdf_sens`); they run no Newton iteration of their own.
+* Implicit methods (BDF, and ESDIRK = TR-BDF2 stage by stage) use the staggered
+  corrector of CVODES: after the Newton iteration for y (or for a stage of y)
+  has converged, the sensitivities solve the linear corrector equations with the
+  same factorised iteration matrix (:func:`sensitivity.ode.bdf.sens_corrector`);
+  they run no Newton iteration of their own.
+* Rosenbrock methods (Rodas4) are not supported: their sensitivity stages need
+  the Jacobian of the augmented system, whose lower-left block holds the second
+  derivatives ``d(J S + f_p)/dy`` and ``d(J S + f_p)/dp`` (nested duals); use BDF
+  or ESDIRK.
+
+Parameters that enter through ``t_span`` (``wrt`` including ``"t_span"``, or
+``t_span_dp``): with the output times held fixed, ``dy(t)/dt0 = -S_y0(t) f(t0, y0)``
+is one extra sensitivity column started at ``-f(t0, y0)``; ``d y(tf)/d tf =
+f(tf, y(tf))`` applies to outputs at ``t = tf``, which move with tf (zero elsewhere).
 
 Error control (``error_control=``):
 
@@ -39,13 +49,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensitivity.ad import nb
-from sensitivity.ode import bdf
+from sensitivity.ode import bdf, esdirk
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import MAX_STEPS, RHS_SIG, addresses
 from sensitivity.ode.events import no_events
-from sensitivity.sens.kernels import seeds, sens_rhs_kernel
+from sensitivity.sens.forward_kernels import sens_rhs
 
-WRT = ("p", "y0", "both")
+WRT = ("p", "y0", "both", "t_span")
 ERROR_CONTROL = ("full", "partial", "none")
 HUGE_ATOL = 1e300  # absolute tolerance that takes a component out of the error norm
 
@@ -59,7 +69,8 @@ class ForwardSensitivity:
     t : ndarray, shape (nt,)
     y : ndarray, shape (nt, n)
     dy_dp : ndarray, shape (nt, n, m) or None
-        Sensitivities to the parameters (None unless ``wrt`` includes "p").
+        Sensitivities to the parameters (None unless ``wrt`` includes "p"); with
+        ``y0_dp``/``t_span_dp`` they include the parameters' effect through y0 and t_span.
     dy_dy0 : ndarray, shape (nt, n, n) or None
         Sensitivities to the initial values (None unless ``wrt`` includes "y0").
     success : bool
@@ -70,6 +81,10 @@ class ForwardSensitivity:
     method : str
     chunks : int
         Number of augmented solves (ceil(columns / K)).
+    dy_dt_span : ndarray, shape (nt, n, 2) or None
+        ``[dy/dt0, dy/dtf]`` at the output times (None unless ``wrt`` includes
+        "t_span"): ``dy(t)/dt0 = -dy(t)/dy0 f(t0, y0)`` with t held fixed, and
+        ``dy/dtf = f(tf, y(tf))`` at outputs at ``t = tf`` (they move with tf), else 0.
     """
 
     t: np.ndarray
@@ -82,6 +97,7 @@ class ForwardSensitivity:
     stats: dict = field(default_factory=dict)
     method: str = ""
     chunks: int = 0
+    dy_dt_span: np.ndarray | None = None
 
 
 def forward_sensitivity(
@@ -94,6 +110,7 @@ def forward_sensitivity(
     error_control="full",
     chunk=None,
     y0_dp=None,
+    t_span_dp=None,
     **solve_options,
 ):
     """Solve ``prob`` together with its forward sensitivities.
@@ -103,20 +120,24 @@ def forward_sensitivity(
     prob : ODEProblem
     t_eval : array_like, shape (nt,), optional
         Output times (default: every step).
-    wrt : {"p", "y0", "both"}
-        Differentiate with respect to the parameters, the initial values, or both.
+    wrt : {"p", "y0", "both", "t_span"} or tuple of {"p", "y0", "t_span"}
+        Differentiate with respect to the parameters, the initial values, both, and/or
+        the ends of ``t_span`` (module doc).
     method : str
-        As :func:`sensitivity.solve`; ``"auto"`` picks as ``solve`` does.
+        As :func:`sensitivity.solve` (explicit methods, ``"BDF"``, ``"ESDIRK"``; not
+        ``"Rodas4"``); ``"auto"`` picks as ``solve`` does.
     rtol, atol : float (atol also shape (n,))
         Tolerances of the solve.
     error_control : {"full", "partial", "none"}
-        Whether the sensitivities take part in the step-size control (module
-        doc).
+        Whether the sensitivities take part in the step-size control (module doc).
     chunk : int, optional
-        Sensitivity columns per augmented solve, K (default ``min(columns,
-        8)``). Every chunk is padded to K so that one compiled kernel serves all.
+        Sensitivity columns per augmented solve, K (default ``min(columns, 8)``).
+        Every chunk is padded to K so that one compiled kernel serves all.
     y0_dp : array_like, shape (n, m), optional
         d y0 / d p, for initial values that depend on the parameters.
+    t_span_dp : array_like, shape (2, m), optional
+        ``[dt0/dp, dtf/dp]``, for parameters that set the interval (outputs at tf then
+        move with it).
     **solve_options
         ``first_step``, ``max_step``, ``max_steps`` as for ``solve``.
 
@@ -124,22 +145,69 @@ def forward_sensitivity(
     -------
     ForwardSensitivity
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``wrt`` or ``error_control``, ``chunk < 1``, non-finite
+        parameters, badly shaped ``y0_dp``/``t_span_dp``, or ``method="Rodas4"``.
+
     See Also
     --------
     SensitivitySolver : the same, validated once and run for many p.
     """
     return SensitivitySolver(
-        prob, t_eval, wrt, method, rtol, atol, error_control, chunk, y0_dp, **solve_options
+        prob,
+        t_eval,
+        wrt,
+        method,
+        rtol,
+        atol,
+        error_control,
+        chunk,
+        y0_dp,
+        t_span_dp=t_span_dp,
+        **solve_options,
     )()
+
+
+def _parse_wrt(wrt):
+    """Return the set of {"p", "y0", "t_span"} that ``wrt`` names."""
+    parts = (wrt,) if isinstance(wrt, str) else wrt
+    try:
+        parts = tuple(parts)
+    except TypeError:
+        parts = (wrt,)
+    out = set()
+    for w in parts:
+        if not isinstance(w, str) or w not in WRT:
+            raise ValueError(
+                f"wrt must be one of {WRT} or a tuple of 'p', 'y0', 't_span', got {wrt!r}"
+            )
+        out.update(("p", "y0") if w == "both" else (w,))
+    if not out:
+        raise ValueError(f"wrt must name at least one of 'p', 'y0', 't_span', got {wrt!r}")
+    return out
+
+
+def _matrix(x, shape, name):
+    if x is None:
+        return None
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite")
+    return x
 
 
 class SensitivitySolver:
     """A validated forward-sensitivity solve, to run repeatedly with new p or y0.
 
     ``SensitivitySolver(prob, t_eval, wrt, method, rtol, atol, error_control, chunk,
-    y0_dp, **solve_options)`` takes the arguments of :func:`forward_sensitivity`
-    and checks them once; ``solver(p=None, y0=None)`` runs the compiled
-    kernels (what a fitting loop needs).
+    y0_dp, t_span_dp=None, **solve_options)`` takes the arguments of
+    :func:`forward_sensitivity` and checks them once; ``solver(p=None, y0=None)`` runs
+    the compiled kernels (what a fitting loop needs). Buffers are reused between
+    calls: one instance must not run in two threads at once.
     """
 
     def __init__(
@@ -153,148 +221,225 @@ class SensitivitySolver:
         error_control="full",
         chunk=None,
         y0_dp=None,
+        t_span_dp=None,
         **solve_options,
     ):
-        if wrt not in WRT:
-            raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+        parts = _parse_wrt(wrt)
         if error_control not in ERROR_CONTROL:
             raise ValueError(f"error_control must be one of {ERROR_CONTROL}, got {error_control!r}")
-        if chunk is not None and (not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1
+        ):
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-        if not np.all(np.isfinite(prob.p)):
-            raise ValueError("parameters must be finite")
         n, m = prob.n, prob.m
-        self.columns = (list(range(m)) if wrt in ("p", "both") else []) + (
-            list(range(m, m + n)) if wrt in ("y0", "both") else []
-        )
-        if not self.columns:
-            raise ValueError("there is nothing to differentiate: the problem has no parameters")
-        if y0_dp is not None:
-            y0_dp = np.asarray(y0_dp, dtype=np.float64)
-            if y0_dp.shape != (n, m):
-                raise ValueError(f"y0_dp must have shape (n, m) = ({n}, {m}), got {y0_dp.shape}")
-        self.prob, self.wrt, self.error_control, self.y0_dp = prob, wrt, error_control, y0_dp
-        self.K = int(chunk) if chunk is not None else min(len(self.columns), nb.CHUNK)
+        self.y0_dp = _matrix(y0_dp, (n, m), "y0_dp")
+        self.t_span_dp = _matrix(t_span_dp, (2, m), "t_span_dp")
+        self.prob, self.wrt, self.error_control = prob, wrt, error_control
+        # validates prob (finite y0 and p), t_eval, tolerances and steps
         self.base = ode_solve.Solver(prob, method, t_eval, rtol, atol, **solve_options)
         self.name = method if isinstance(method, str) else type(method).__name__
         meth = self.base.method
-        if getattr(meth, "stiff", False) and not isinstance(meth, bdf.BDF):
+        if getattr(meth, "stiff", False) and not _implicit(meth):
             raise ValueError(
-                f"forward sensitivities run through the explicit methods and BDF; method "
-                f"{self.name!r} has no sensitivity corrector yet (use method='BDF')"
+                f"forward sensitivities run through the explicit methods, BDF and ESDIRK "
+                f"(TR-BDF2); method {self.name!r} is a Rosenbrock method, whose sensitivity "
+                "stages need second derivatives of f (the lower-left block of the augmented "
+                "Jacobian), which are not built: use method='BDF' or 'ESDIRK'"
             )
-        self.chunks = []
-        for c0 in range(0, len(self.columns), self.K):
-            cols = self.columns[c0 : c0 + self.K]
-            E, S0 = self._seeds(cols)
-            aug = _Augmented(prob, self.K, S0, E, self, cols)
-            rtol_a, atol_a = self._tolerances(cols, prob.p)
-            b = self.base
-            solver = ode_solve.Solver(
-                aug,
-                b.method,
-                b.t_eval if b.t_eval.size else None,
-                rtol_a,
-                atol_a,
-                first_step=_opt(b.opts[0]),
-                max_step=b.opts[1],
-                max_steps=int(b.opts[2]),
-            )
-            self.chunks.append((cols, E, S0, aug, solver))
-
-    def _seeds(self, cols):
-        n, m = self.prob.n, self.prob.m
-        E, S0 = seeds(m, n, cols)
-        if self.y0_dp is not None:
-            for c, j in enumerate(cols):
-                if j < m:
-                    S0[:, c] = self.y0_dp[:, j]
-        pad = self.K - len(cols)  # zero columns keep one compiled kernel for every chunk
-        return np.pad(E, ((0, 0), (0, pad))), np.pad(S0, ((0, 0), (0, pad)))
-
-    def _tolerances(self, cols, p):
-        n, m, K = self.prob.n, self.prob.m, self.K
-        rtol, atol_y = self.base.tol[0], self.base.tol[1:]
-        if self.error_control == "full" or self._implicit(self.base.method):
-            # the implicit corrector needs real scales for S even when they do not
-            # enter the error norm (n_err = n)
-            scale = np.ones(K)
-            for c, j in enumerate(cols):
-                if j < m and p[j] != 0.0:
-                    scale[c] = abs(p[j])
-            return rtol, np.concatenate([atol_y, (atol_y[:, None] / scale[None, :]).ravel()])
-        # RMS over N components with the sensitivities priced out: rescale y's
-        # tolerances by sqrt(n/N) so that the norm equals the plain solve's
-        c = np.sqrt(1.0 / (K + 1))
-        return rtol * c, np.concatenate([atol_y * c, np.full(n * K, HUGE_ATOL)])
-
-    @staticmethod
-    def _implicit(meth):
-        return isinstance(meth, bdf.BDF)
+        # output columns: [p (m), y0 (n), t0 (1)], as far as wrt asks for them
+        self.parts = parts
+        self.columns = (
+            (list(range(m)) if "p" in parts else [])
+            + (list(range(m, m + n)) if "y0" in parts else [])
+            + ([m + n] if "t_span" in parts else [])
+        )
+        if not self.columns:
+            raise ValueError("there is nothing to differentiate: the problem has no parameters")
+        self.K = int(chunk) if chunk is not None else min(len(self.columns), nb.CHUNK)
+        self.chunks = [
+            _Chunk(self, self.columns[c0 : c0 + self.K])
+            for c0 in range(0, len(self.columns), self.K)
+        ]
+        self._f0_needed = any(ch.f0_weights.any() for ch in self.chunks)
+        tf_dp = self.t_span_dp is not None and self.t_span_dp[1].any() and "p" in parts
+        self._tf_needed = "t_span" in parts or tf_dp
 
     def __call__(self, p=None, y0=None):
         """Run with parameters ``p`` (m,) and initial values ``y0`` (n,); default: prob's."""
-        p = self.prob.p if p is None else ode_solve._check_vector(p, self.prob.m, "p")
-        y0 = self.prob.y0 if y0 is None else ode_solve._check_vector(y0, self.prob.n, "y0")
-        runs = []
-        for cols, E, S0, aug, solver in self.chunks:
-            P = np.concatenate([p, E.ravel()])
-            Y0 = np.concatenate([y0, S0.ravel()])
-            if self.error_control == "full" or self._implicit(solver.method):
-                rtol_a, atol_a = self._tolerances(cols, p)  # column scales follow |p_j|
-                solver.tol = np.concatenate([[rtol_a], atol_a])
-            runs.append((cols, _run(solver, aug, self.base, P, Y0, self.error_control)))
-        return _assemble(self.prob, runs, self.wrt, self.name)
+        base = self.base
+        p = base.p if p is None else ode_solve._check_vector(p, self.prob.m, "p")
+        y0 = base.y0 if y0 is None else ode_solve._check_vector(y0, self.prob.n, "y0")
+        f0 = self._rhs(base.t_span[0], y0, p) if self._f0_needed else None
+        runs = [ch.run(p, y0, f0) for ch in self.chunks]
+        return self._assemble(runs, p)
+
+    def _rhs(self, t, y, p):
+        out = np.empty(self.prob.n)
+        self.prob.rhs_kernel(float(t), np.ascontiguousarray(y), p, out)
+        return out
+
+    def _assemble(self, runs, p):
+        prob = self.prob
+        n, m, K = prob.n, prob.m, self.K
+        nt = min(sol.t.size for sol in runs)  # a failed chunk stops early: keep what all reached
+        single = len(runs) == 1 and len(self.columns) == K
+        if single:  # one unpadded chunk: a view, no copy
+            S = runs[0].y[:, n:].reshape(nt, n, K)
+        else:
+            S = np.empty((nt, n, len(self.columns)))
+        stats = dict.fromkeys(runs[0].stats, 0)
+        ok, status, message = True, 0, runs[0].message
+        c0 = 0
+        for ch, sol in zip(self.chunks, runs):
+            for key, v in sol.stats.items():
+                stats[key] += v
+            if not sol.success:
+                ok, status, message = False, sol.status, sol.message
+            k = len(ch.cols)
+            if not single:
+                S[:, :, c0 : c0 + k] = sol.y[:nt, n:].reshape(nt, n, K)[:, :, :k]
+            c0 += k
+        t, y = runs[0].t[:nt], runs[0].y[:nt, :n]
+        parts, c0 = self.parts, 0
+        dy_dp = dy_dy0 = dy_dt_span = None
+        if "p" in parts:
+            dy_dp, c0 = S[:, :, :m], m
+        if "y0" in parts:
+            dy_dy0, c0 = S[:, :, c0 : c0 + n], c0 + n
+        if self._tf_needed:
+            dtf = np.zeros((nt, n))
+            at_end = np.flatnonzero(t == self.base.t_span[1])
+            for k in at_end:
+                dtf[k] = self._rhs(t[k], y[k], p)
+            if dy_dp is not None and self.t_span_dp is not None:
+                dy_dp = dy_dp + dtf[:, :, None] * self.t_span_dp[1]
+            if "t_span" in parts:
+                dy_dt_span = np.stack([S[:, :, c0], dtf], axis=-1)
+        return ForwardSensitivity(
+            t, y, dy_dp, dy_dy0, ok, status, message, stats, self.name, len(runs), dy_dt_span
+        )
 
 
-def _opt(first_step):
-    return None if first_step <= 0.0 else first_step
+def _implicit(meth):
+    return isinstance(meth, (bdf.BDF, esdirk.ESDIRK))
 
 
-def _run(solver, aug, base, P, Y0, error_control):
-    """Run an augmented solve; with method="auto", switch to BDF as solve() does."""
-    if isinstance(solver.method, bdf.BDF):
-        return _run_bdf(solver, aug, solver.method, P, Y0, solver.opts, error_control)
-    if not base.auto:
-        return solver._run(solver.method, P, Y0, solver.opts)
-    opts = solver.opts.copy()
-    opts[2] = min(opts[2], ode_solve.AUTO_SWITCH_STEPS)
-    sol = solver._run(solver.method, P, Y0, opts)
-    if sol.status != MAX_STEPS:
-        return sol
-    if not ode_solve.looks_stiff(aug, sol, aug.t_span[0]):
-        return solver._run(solver.method, P, Y0, solver.opts)
-    _, atol_a = aug.owner._tolerances(aug.cols, P[: aug.prob.m])
-    solver.tol = np.concatenate([[solver.tol[0]], atol_a])
-    return _run_bdf(solver, aug, ode_solve.METHODS["BDF"], P, Y0, solver.opts, error_control)
+class _Chunk:
+    """One augmented solve: K sensitivity columns, its buffers and its compiled functions.
 
-
-def _run_bdf(solver, aug, meth, P, Y0, opts, error_control):
-    """BDF with the staggered sensitivity corrector (:func:`sensitivity.ode.bdf.bdf_solve`).
-
-    y runs its Newton iteration on the user's f and Jacobian; ``aug.rhs_kernel`` (the dual
-    evaluation of ``[f, J S + f_p]``) serves the corrector.
+    Columns are global indices: ``j < m`` parameter j, ``m <= j < m + n`` y0[j - m],
+    ``j = m + n`` the start time t0 (initial sensitivity ``-f(t0, y0)``).
     """
-    prob = aug.prob
-    n, N = prob.n, aug.n
-    p = np.ascontiguousarray(P[: prob.m])
-    kwargs = dict(P=P, n_y=n, n_err=N if error_control == "full" else n)
-    if prob.jac_sparsity is not None:
-        fns = (prob.rhs_kernel, no_events, None)
-        kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
-        compiled = False
-    elif solver.compiled:
-        fns = ode_solve._functions(prob, meth, None, True)
-        kwargs["sens"] = np.array(addresses(aug.rhs_kernel, RHS_SIG), dtype=np.int64)
-        compiled = True
-    else:
-        fns = (prob.rhs_kernel, no_events, prob.jac_kernel)
+
+    def __init__(self, owner, cols):
+        prob, base, K = owner.prob, owner.base, owner.K
+        n, m = prob.n, prob.m
+        self.owner, self.cols, self.n, self.m = owner, cols, n, m
+        E, S0 = np.zeros((m, K)), np.zeros((n, K))  # zero padding keeps one kernel per K
+        self.f0_weights = np.zeros(K)  # S0[:, c] -= w_c f(t0, y0), set per call
+        self.pidx = [-1] * K
+        for c, j in enumerate(cols):
+            if j < m:
+                E[j, c], self.pidx[c] = 1.0, j
+                if owner.y0_dp is not None:
+                    S0[:, c] = owner.y0_dp[:, j]
+                if owner.t_span_dp is not None:
+                    self.f0_weights[c] = owner.t_span_dp[0, j]
+            elif j < m + n:
+                S0[j - m, c] = 1.0
+            else:
+                self.f0_weights[c] = 1.0
+        self.S0 = S0
+        self.aug = _Augmented(prob, K, S0, E, cols)
+        self.P = self.aug.p.copy()
+        self.Y0 = self.aug.y0.copy()
+        self.implicit = _implicit(base.method)
+        self.scaled = owner.error_control == "full" or self.implicit
+        self.atol_y = base.tol[1:]
+        self.tol = self._tolerances(base.p, self.scaled)
+        # the augmented Solver: base's validated settings on the augmented problem
+        self.solver = object.__new__(type(base))  # a shallow copy, cheaper than copy.copy
+        self.solver.__dict__.update(base.__dict__)
+        self.solver.prob, self.solver.tol, self.solver._fns = self.aug, self.tol, {}
+        self.solver.y0, self.solver.p = self.Y0, self.P
+        if self.implicit:
+            self._implicit_args = self._implicit_setup(base.method)
+
+    def _tolerances(self, p, scaled):
+        """[rtol, atol] of the augmented state for parameters ``p``."""
+        n, K = self.n, self.owner.K
+        rtol, atol_y = self.owner.base.tol[0], self.atol_y
+        if scaled:
+            # the implicit corrector needs real scales for S even when they do not
+            # enter the error norm (n_err = n): atol / |p_j| (CVODES' pbar)
+            return np.concatenate([[rtol], atol_y, (atol_y[:, None] / self._scale(p)).ravel()])
+        # RMS over N components with the sensitivities priced out: rescale y's
+        # tolerances by sqrt(n/N) so that the norm equals the plain solve's
+        c = np.sqrt(1.0 / (K + 1))
+        return np.concatenate([[rtol * c], atol_y * c, np.full(n * K, HUGE_ATOL)])
+
+    def _scale(self, p):
+        """Column scales ``|p_j|`` (1 for initial values, t0, padding and p_j = 0)."""
+        scale = np.ones(self.owner.K)
+        values = p.tolist()  # a Python loop over floats: K is small, numpy calls cost more
+        for c, j in enumerate(self.pidx):
+            if j >= 0 and values[j] != 0.0:
+                scale[c] = abs(values[j])
+        return scale
+
+    def run(self, p, y0, f0):
+        """Solve the augmented system for ``p`` and ``y0``; returns a Solution."""
+        n, m = self.n, self.m
+        P, Y0 = self.P, self.Y0
+        P[:m] = p
+        Y0[:n] = y0
+        if f0 is not None:
+            Y0[n:] = (self.S0 - np.outer(f0, self.f0_weights)).ravel()
+        if self.scaled:  # column scales follow |p_j|
+            self.tol[1 + n :] = (self.atol_y[:, None] / self._scale(p)).ravel()
+        base = self.owner.base
+        if self.implicit:
+            return self._run_implicit(base.method, P, Y0, base.opts, self.tol)
+        if not base.auto:
+            return self.solver._run(base.method, P, Y0, base.opts)
+        return self._run_auto(P, Y0)
+
+    def _run_auto(self, P, Y0):
+        """method="auto": switch to BDF as solve() does."""
+        solver, opts = self.solver, self.solver.opts.copy()
+        opts[2] = min(opts[2], ode_solve.AUTO_SWITCH_STEPS)
+        sol = solver._run(solver.method, P, Y0, opts)
+        if sol.status != MAX_STEPS:
+            return sol
+        if not ode_solve.looks_stiff(self.aug, sol, self.aug.t_span[0]):
+            return solver._run(solver.method, P, Y0, solver.opts)
+        meth = ode_solve.METHODS["BDF"]
+        self._implicit_args = self._implicit_setup(meth)
+        tol = self._tolerances(P[: self.m], True)  # the corrector needs real scales for S
+        return self._run_implicit(meth, P, Y0, solver.opts, tol)
+
+    def _implicit_setup(self, meth):
+        """The function arguments of the BDF/ESDIRK kernels with the staggered corrector."""
+        prob, aug = self.owner.prob, self.aug
+        kwargs = dict(n_y=self.n, n_err=aug.n if self.owner.error_control == "full" else self.n)
+        if prob.jac_sparsity is not None:
+            fns = (prob.rhs_kernel, no_events, None)
+            kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
+            return fns, False, kwargs
+        if self.solver.compiled:
+            fns = ode_solve._functions(prob, meth, None, True)
+            kwargs["sens"] = np.array(addresses(aug.rhs_kernel, RHS_SIG), dtype=np.int64)
+            return fns, True, kwargs
         kwargs["sens"] = aug.rhs_kernel
-        compiled = False
-    trace = meth.run(
-        fns, compiled, solver.t_span, Y0, p, solver.tol, opts, solver.t_eval, solver.ev, **kwargs
-    )
-    return ode_solve._solution(trace, meth, False, None, int(opts[2]))
+        return (prob.rhs_kernel, no_events, prob.jac_kernel), False, kwargs
+
+    def _run_implicit(self, meth, P, Y0, opts, tol):
+        """BDF or ESDIRK: y runs Newton on the user's f and J, S the staggered corrector."""
+        fns, compiled, kwargs = self._implicit_args
+        s = self.solver
+        p = np.ascontiguousarray(P[: self.m])
+        trace = meth.run(fns, compiled, s.t_span, Y0, p, tol, opts, s.t_eval, s.ev, P=P, **kwargs)
+        return ode_solve._solution(trace, meth, False, None, int(opts[2]))
 
 
 class _Augmented:
@@ -303,46 +448,17 @@ class _Augmented:
     State ``Y = [y (n), S (n, K) row-major]``, parameters ``P = [p (m), E (m, K)]``.
     """
 
-    def __init__(self, prob, K, S0, E, owner, cols):
-        self.prob, self.K, self.owner, self.cols = prob, K, owner, cols
+    def __init__(self, prob, K, S0, E, cols):
+        self.prob, self.K, self.cols = prob, K, cols
         self.n = prob.n * (K + 1)
         self.f = prob.f
         self.y0 = np.concatenate([prob.y0, S0.ravel()])
         self.p = np.concatenate([prob.p, E.ravel()])
         self.t_span = prob.t_span
         self.compile = prob.compile
-        self.rhs_kernel = sens_rhs_kernel(prob.rhs_kernel, K, prob.compile)
+        self.rhs_kernel = sens_rhs(prob.rhs_kernel, K, prob.compile)
         self.jac_sparsity = None
 
     def jacobian(self, t, Y):
         # the stiffness test of method="auto" needs only a norm bound: J's block
         return self.prob.jacobian(t, np.ascontiguousarray(Y[: self.prob.n]))
-
-
-def _assemble(prob, runs, wrt, name):
-    n, m = prob.n, prob.m
-    first = runs[0][1]
-    nt = first.t.size
-    ncols = (m if wrt in ("p", "both") else 0) + (n if wrt in ("y0", "both") else 0)
-    S = np.zeros((nt, n, ncols))
-    stats = dict.fromkeys(first.stats, 0)
-    ok, status, message = True, 0, first.message
-    offset = 0 if wrt in ("p", "both") else m
-    for cols, sol in runs:
-        for key, v in sol.stats.items():
-            stats[key] += v
-        if not sol.success:
-            ok, status, message = False, sol.status, sol.message
-        if sol.t.size != nt:
-            # an unsuccessful chunk stopped early: report what every chunk reached
-            nt = min(nt, sol.t.size)
-            S = S[:nt]
-        K = (sol.y.shape[1] - n) // n
-        block = sol.y[:nt, n:].reshape(nt, n, K)
-        for c, j in enumerate(cols):
-            S[:, :, j - offset] = block[:, :, c]
-    dy_dp = S[:, :, :m] if wrt in ("p", "both") else None
-    dy_dy0 = S[:, :, ncols - n :] if wrt in ("y0", "both") else None
-    return ForwardSensitivity(
-        first.t[:nt], first.y[:nt, :n], dy_dp, dy_dy0, ok, status, message, stats, name, len(runs)
-    )
