@@ -87,7 +87,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_mode_runs_and_checks_its_pde(quick_run):
     summary, stdout, outdir = quick_run
-    assert summary["quick"] is True
+    assert summary["quick"] is True and summary["checks_passed"] is True
     assert list(outdir.iterdir()) == []  # no figures in quick mode, nothing else written
     for name, params in (("oude_korendijk", ["T", "S"]), ("dalem", ["T", "S", "c"])):
         fit = summary[name]

@@ -244,6 +244,8 @@ def main(argv=None):
         log("figures: " + ", ".join(figures))
     summary["figures"] = figures
     summary["seconds"] = time.perf_counter() - t_start
+    summary["checks_passed"] = all(summary[name]["max_error_vs_analytic_m"] < CHECK_TOL
+                                   for name in TESTS)  # fmt: skip
     log(f"done in {summary['seconds']:.1f} s")
     if args.json:
         print(json.dumps(summary))
@@ -251,4 +253,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main()["checks_passed"] else 1)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 import sensitivity as sn
-from sensitivity.pde import RadialGrid1D, flux_divergence_pattern
+from sensitivity.pde import RadialGrid1D
 
 R_WELL = 0.1  # m: radius of the pumped well (the inner boundary)
 R_OUTER = 1e5  # m: s = 0 here; ~40x the cone's reach over the tests' hours
@@ -146,9 +146,9 @@ class RadialFlowModel:
         self.problem = sn.ODEProblem(
             self.f, np.zeros(n), (0.0, float(t_end)), p, jac_sparsity=False
         )
-        self.pattern = flux_divergence_pattern(n)  # the tridiagonal df/dy, for reference
 
     def observer(self, r):
+        """``observe(t, y, p, out)``: the drawdown at radius ``r`` on this model's grid."""
         return observer(self.grid, r)
 
     def solve(self, p, t, rtol=1e-8, atol=1e-10):
@@ -157,15 +157,6 @@ class RadialFlowModel:
         if not sol.success:
             raise RuntimeError(f"the radial flow solve failed: {sol.message}")
         return sol.y
-
-    def drawdown(self, p, r, t, rtol=1e-8, atol=1e-10, rate=False):
-        """Drawdown at radius ``r`` (m) and times ``t`` (d, sorted), shape (nt,).
-
-        With ``rate=True`` also ds/dt (m/d) of the semi-discrete model, from
-        the right-hand side itself.
-        """
-        out = self.drawdowns(p, [r], t, rtol, atol, rate)
-        return (out[0][0], out[1][0]) if rate else out[0]
 
     def drawdowns(self, p, radii, t, rtol=1e-8, atol=1e-10, rate=False):
         """Drawdown at each radius (m), shape (len(radii), nt), from one solve.
