@@ -44,3 +44,10 @@ def hantush(r, t, T, S, c, Q):
     u = r**2 * S / (4.0 * T * t)
     W = np.array([hantush_well_function(ui, ri / B) for ui, ri in zip(u.ravel(), r.ravel())])
     return Q / (4.0 * np.pi * T) * W.reshape(r.shape)
+
+
+def drawdown(r, t, p, Q):
+    """Theis for ``p = [T, S]``, Hantush-Jacob for ``p = [T, S, c]``."""
+    if len(p) == 3:
+        return hantush(r, t, p[0], p[1], p[2], Q)
+    return theis(r, t, p[0], p[1], Q)
