@@ -102,7 +102,6 @@ def main():
     )
 
 
-
 def diffusion_fit(n, maxiter=30):
     """L-BFGS-B recovery of the N-cell conductivity: (our seconds, scipy's extrapolated)."""
     x, u0, k0, sensors, ts = _diffusion.setup(n)
