@@ -32,7 +32,7 @@ def all_figures(fits, outdir, log=print):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     curves = {name: _curves(*fit[:2], fit[3].x) for name, fit in fits.items()}
     names = []
@@ -41,7 +41,9 @@ def all_figures(fits, outdir, log=print):
                                  constrained_layout=True)  # fmt: skip
         for ax, (name, fit) in zip(np.atleast_1d(axes), fits.items()):
             fname = draw(ax, fit, curves[name])
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            lo, hi = ax.get_xlim()  # short axes (Dalem) also get 0.02, 0.05, 0.2 ... labels
+            short = hi / lo < 100.0
+            ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label) if short else NullFormatter())
         fig.savefig(outdir / fname, dpi=110)
         names.append(fname)
     log("misfit contours: "
@@ -53,6 +55,12 @@ def all_figures(fits, outdir, log=print):
     names.append("misfit_contours.png")
     plt.close("all")
     return names
+
+
+def _minor_label(x, pos):
+    """Label minor log ticks at 2 and 5 times a power of ten."""
+    mantissa = x / 10.0 ** np.floor(np.log10(x))
+    return f"{x:g}" if round(mantissa) in (2, 5) else ""
 
 
 def _curves(test, model, p):
