@@ -13,3 +13,15 @@ if os.environ.get("CI"):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261126)
+
+
+@pytest.fixture
+def patterned_lu(monkeypatch):
+    """Small problems with a sparsity pattern take the banded/sparse LU paths.
+
+    By default they run compiled with a dense LU (``linsolve.DENSE_LU_MAX``); the tests of
+    the patterned paths use test-sized problems, so they lower the threshold.
+    """
+    from sensitivity.ode import linsolve
+
+    monkeypatch.setattr(linsolve, "DENSE_LU_MAX", 0)

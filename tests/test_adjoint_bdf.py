@@ -40,6 +40,7 @@ LOOSE = dict(kind="discrete", method="BDF", rtol=1e-1, atol=1e3)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.usefixtures("patterned_lu")
 def test_exact_gradient_of_the_computed_solution(fixed_steps, sparse):
     obj = OBJ + sn.IntegralObjective(g_heat, t_span=(0.01, 0.07))
     r = sn.adjoint_gradient(heat_problem(sparse=sparse), obj, **LOOSE)
@@ -59,6 +60,7 @@ def test_exact_gradient_of_the_computed_solution(fixed_steps, sparse):
     assert res.passed and res.min_rate > 1.95
 
 
+@pytest.mark.usefixtures("patterned_lu")
 def test_sparse_and_dense_sweeps_agree():
     kw = dict(kind="discrete", method="BDF", rtol=1e-6, atol=1e-8)
     a = sn.adjoint_gradient(heat_problem(sparse=False), OBJ, **kw)

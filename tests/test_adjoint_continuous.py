@@ -75,6 +75,7 @@ def test_robertson_against_forward_sensitivities():
 
 
 @pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.usefixtures("patterned_lu")
 def test_diffusion_field_against_forward_sensitivities(sparse):
     n = 24
     x = (np.arange(n) + 0.5) / n

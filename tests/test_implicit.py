@@ -71,6 +71,7 @@ def test_dense_lu_matches_numpy():
     np.testing.assert_allclose(x, np.linalg.solve(np.eye(6) - 0.7 * J, b), rtol=1e-12)
 
 
+@pytest.mark.usefixtures("patterned_lu")
 def test_sparse_and_dense_paths_agree():
     prob, exact = diffusion_problem(64, 0.1)
     sparse = solve(prob, "BDF", t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)
@@ -127,6 +128,7 @@ def test_esdirk_tolerance_proportionality_and_dense_output():
     assert np.abs(sol.y - ref).max() < 1e-5
 
 
+@pytest.mark.usefixtures("patterned_lu")
 def test_banded_and_sparse_lu_give_the_same_solution():
     """A narrow pattern takes the banded LAPACK path, a wide one splu: same answer."""
     prob, exact = diffusion_problem(64, 0.1)
@@ -156,6 +158,7 @@ def test_rodas4_convergence_order_and_dense_output():
 
 
 @pytest.mark.parametrize("method", ["ESDIRK", "Rodas4"])
+@pytest.mark.usefixtures("patterned_lu")
 def test_one_step_stiff_sparse_and_dense_paths_agree(method):
     prob, exact = diffusion_problem(64, 0.1)
     sparse = solve(prob, method, t_eval=[0.05, 0.1], rtol=1e-6, atol=1e-9)

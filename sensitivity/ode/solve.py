@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from sensitivity.ode import bdf, esdirk, explicit, rosenbrock
+from sensitivity.ode import bdf, esdirk, explicit, linsolve, rosenbrock
 from sensitivity.ode.control import (
     JAC_SIG,
     MAX_STEPS,
@@ -474,7 +474,7 @@ class Solver:
         if id(meth) not in self._fns:
             self._fns[id(meth)] = _functions(prob, meth, events, self.compiled)
         fns, kwargs = self._fns[id(meth)], {}
-        if getattr(meth, "needs_jac", False) and getattr(prob, "jac_sparsity", None) is not None:
+        if getattr(meth, "needs_jac", False) and linsolve.sparse_lu(prob):
             kwargs["sparse_jac"] = prob.jacobian
             kwargs["pattern"] = prob.jac_sparsity
             if not isinstance(fns, tuple):

@@ -209,7 +209,7 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
         raise ValueError("the BDF discrete adjoint needs a BDF solution (anchored at step ends)")
     orders = step_orders(seg_Q)
     step, s = locate(t_obs, seg_t)
-    if prob.jac_sparsity is None:  # small and dense: one compiled sweep
+    if not linsolve.sparse_lu(prob):  # small or dense: one compiled sweep
         return _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0)
     lin = _Linear(prob, p)
     n = prob.n

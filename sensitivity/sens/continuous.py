@@ -43,6 +43,7 @@ import math
 
 import numpy as np
 
+from sensitivity.ode import linsolve
 from sensitivity.ode import solve as ode_solve
 from sensitivity.sens import checkpoint as cp
 from sensitivity.sens import continuous_kernels as ck
@@ -92,7 +93,7 @@ class _Segment:
         self.run = run
         integral = run.integral
         span = None if integral is None else integral.span
-        self.sparse = prob.jac_sparsity is not None
+        self.sparse = linsolve.sparse_lu(prob)  # small patterned problems: compiled dense
         self.compiled = prob.compile and not self.sparse
         g = None if integral is None else integral.g
         if self.sparse:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensitivity.ad import nb
-from sensitivity.ode import bdf, esdirk
+from sensitivity.ode import bdf, esdirk, linsolve
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import MAX_STEPS, RHS_SIG, addresses
 from sensitivity.ode.events import no_events
@@ -422,7 +422,7 @@ class _Chunk:
         """The function arguments of the BDF/ESDIRK kernels with the staggered corrector."""
         prob, aug = self.owner.prob, self.aug
         kwargs = dict(n_y=self.n, n_err=aug.n if self.owner.error_control == "full" else self.n)
-        if prob.jac_sparsity is not None:
+        if linsolve.sparse_lu(prob):
             fns = (prob.rhs_kernel, no_events, None)
             kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
             return fns, False, kwargs
