@@ -51,7 +51,7 @@ from sensitivity.ode.control import (
     jit,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
 
 EPS = 2.220446049250313e-16
 MAX_ORDER = 5
@@ -337,8 +337,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     D = np.zeros((MAX_ORDER + 3, N))
     D[0] = y0
     D[1] = f * h_abs * direction
-    J = new_jacobian(jac, t0, y0[:n], p, np.empty((n, n)))
-    M, piv = np.empty((n, n)), np.zeros(n, np.int64)
+    J = new_jacobian(jac, t0, y0[:n], p, square(n))
+    M, piv = square(n), np.zeros(n, np.int64)
     counts[1] = 1
     current_jac, lu_valid, order, n_equal, t = True, False, 1, 0, t0
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f

@@ -60,7 +60,7 @@ from sensitivity.ode.control import (
     pi_factor,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
 
 EPS = 2.220446049250313e-16
 GAMMA = 2.0 - math.sqrt(2.0)
@@ -230,8 +230,8 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
             scale[:n_err],
         )
         counts[0] += 1
-    J = new_jacobian(jac, t0, y[:n], p, np.empty((n, n)))
-    M, piv = np.empty((n, n)), np.zeros(n, np.int64)
+    J = new_jacobian(jac, t0, y[:n], p, square(n))
+    M, piv = square(n), np.zeros(n, np.int64)
     counts[1] = 1
     t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f

@@ -25,6 +25,18 @@ from sensitivity.ode.control import jit, python_twin
 
 
 @jit(twin=True)
+def square(n):
+    """The dense path's (n, n) Jacobian or LU workspace (the patterned paths need none)."""
+    return np.empty((n, n))
+
+
+def no_square(n):
+    """:func:`square` of the banded and sparse paths: their matrices live in scipy objects
+    (an unused n x n array would be 134 MB at n = 4096)."""
+    return np.empty((0, 0))
+
+
+@jit(twin=True)
 def new_jacobian(jac, t, y, p, J):
     """Evaluate the dense Jacobian into ``J`` and return it."""
     jac(t, y, p, J)
@@ -126,8 +138,18 @@ def banded_solve(M, piv, b, x):
     x[:] = dgbtrs(lu, kl, ku, b, ipiv)[0]
 
 
-SPARSE = {"new_jacobian": sparse_jacobian, "factor": sparse_factor, "solve_lu": sparse_solve}
-BANDED = {"new_jacobian": banded_jacobian, "factor": banded_factor, "solve_lu": banded_solve}
+SPARSE = {
+    "new_jacobian": sparse_jacobian,
+    "factor": sparse_factor,
+    "solve_lu": sparse_solve,
+    "square": no_square,
+}
+BANDED = {
+    "new_jacobian": banded_jacobian,
+    "factor": banded_factor,
+    "solve_lu": banded_solve,
+    "square": no_square,
+}
 MAX_BAND = 32  # banded LU when both bandwidths are at most this, splu otherwise
 
 

@@ -49,7 +49,7 @@ from sensitivity.ode.control import (
     pi_factor,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
 
 EPS = 2.220446049250313e-16
 GAMMA = 0.25
@@ -202,7 +202,7 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             rhs, t0, y, f0, p, direction, 3, rtol, atol, max_step, work[0], work[1]
         )
         counts[0] += 1
-    J, M, piv = np.empty((n, n)), np.empty((n, n)), np.zeros(n, np.int64)
+    J, M, piv = square(n), square(n), np.zeros(n, np.int64)
     t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
     nonfinite = False
     while direction * (t - t_end) < 0.0:
