@@ -22,6 +22,7 @@ Run: ``python benchmarks/adjoint_scaling.py [max_N]``
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -138,6 +139,7 @@ def diffusion_table(sizes):
         f"{'':5s} {'':8s} | {'grad':>7s} {'ratio':>5s} {'peak MB':>7s} {'stored':>7s} {'err':>7s}"
         f" | {'grad':>7s} {'ratio':>5s} {'err':>7s} | {'grad':>7s} {'ratio':>5s} {'err':>7s} |"
     )
+    rows = []  # machine-readable copy for the documentation's plot
     for n in sizes:
         x, u0, k, sensors, ts = setup(n)
         data = exact(k * (1 + 0.2 * np.cos(3 * np.pi * x)), u0, sensors, ts)
@@ -157,10 +159,12 @@ def diffusion_table(sizes):
         row = f"{n:5d} {t_solve:8.5f} | {t_grad:7.4f} {t_grad / t_solve:5.1f} {mem / 1e6:7.1f}"
         row += f" {stored:7.2f}"
         row += f" {_rel(r.grad_p, g_ref):7.1e}"
+        rec = dict(n=n, solve=t_solve, discrete=t_grad, discrete_err=_rel(r.grad_p, g_ref))
         if n <= 1024:
             t_c = median_time(lambda: grad("continuous"), 1)
             rc = grad("continuous")
             row += f" | {t_c:7.3f} {t_c / t_solve:5.0f} {_rel(rc.grad_p, g_ref):7.1e}"
+            rec["continuous"] = t_c
         else:
             row += f" | {'(skipped: slow)':>21s}"
         cas = casadi_gradient(u0, k, sensors, ts, data)
@@ -169,9 +173,13 @@ def diffusion_table(sizes):
         else:
             t_cas, t_cas_solve, g_cas = cas
             row += f" | {t_cas:7.3f} {t_cas / t_cas_solve:5.1f} {_rel(g_cas, g_ref):7.1e}"
+            rec["casadi"] = t_cas
         t_fd, extrap = scipy_fd_gradient(u0, k, sensors, ts, data, timed_max_n=64)
         row += f" | {t_fd:7.1f}{' extrap.' if extrap else ''}"
+        rec["scipy_fd"], rec["scipy_fd_extrapolated"] = t_fd, bool(extrap)
+        rows.append(rec)
         print(row, flush=True)
+    print("json:", json.dumps({"diffusion": rows}))
 
 
 if __name__ == "__main__":

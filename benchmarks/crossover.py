@@ -18,6 +18,7 @@ Run: ``python benchmarks/crossover.py [--quick]``
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -86,9 +87,10 @@ def main():
     print("Driven oscillator, n = 2 states, m pulse amplitudes, Tsit5 rtol 1e-6 atol 1e-8")
     print(f"{'m':>5s} {'solve ms':>9s} {'fwd/solve':>10s} {'adj/solve':>10s} "
           f"{'fwd/adj':>8s} {'rel. diff':>10s}")  # fmt: skip
-    crossover = None
+    crossover, rows = None, []
     for m in sizes:
         ts, tf, ta, diff = case(m, repeat)
+        rows.append(dict(m=m, solve=ts, forward=tf, adjoint=ta))
         print(f"{m:5d} {ts * 1e3:9.3f} {tf / ts:10.1f} {ta / ts:10.1f} {tf / ta:8.2f} {diff:10.1e}")
         if crossover is None and tf > ta:
             crossover = m
@@ -96,6 +98,7 @@ def main():
         print("the adjoint was not faster at any m measured")
     else:
         print(f"crossover: the adjoint is faster from m = {crossover} (m + n = {crossover + 2})")
+    print("json:", json.dumps({"crossover": rows}))
 
 
 if __name__ == "__main__":

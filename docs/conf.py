@@ -27,8 +27,15 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 # no intersphinx: the build must not need the network
 html_theme = "alabaster"
-exclude_patterns = ["_build", "auto_examples/**/*.ipynb"]
+exclude_patterns = ["_build", "_generated", "auto_examples/**/*.ipynb"]
 nitpicky = False
+
+# figures of the benchmark page, from the saved benchmark output
+import benchmark_plots  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+benchmark_plots.make(os.path.join(_HERE, "..", "benchmarks", "results"),
+                     os.path.join(_HERE, "_generated"))  # fmt: skip
 
 # the examples' main scripts; their helper modules (analytic solutions, data readers) are
 # shown through the scripts, not as examples of their own
