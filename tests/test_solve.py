@@ -135,6 +135,9 @@ def test_step_size_underflow_at_a_singularity(method):
     assert abs(t_fail - 1.0) < 1e-3
 
 
+@pytest.mark.skipif(
+    numba.config.DISABLE_JIT, reason="nothing is compiled under NUMBA_DISABLE_JIT=1"
+)
 def test_compile_error_suggests_compile_false():
     def not_numba(t, y, p, dydt):  # plain Python: numba cannot type the dict
         d = {"a": object()}

@@ -129,6 +129,7 @@ def jit(inline=False, twin=False, first_class=False):
 
     def wrap(func):
         if NO_NUMBA:
+            func.needs_twin = twin  # python_twin follows these through plain functions too
             return func
         options = {"no_cfunc_wrapper": not first_class}
         disp = numba.njit(cache=True, inline="always" if inline else "never", **options)(func)
@@ -185,6 +186,15 @@ as_jac = _function_from_addresses(JAC_T)
 _TWINS = {}
 
 
+def _twinned(callee):
+    """Whether :func:`python_twin` copies ``callee`` too: compiled kernels (unless marked
+    ``twin=False``) and, with numba off (``NUMBA_DISABLE_JIT=1`` or SENSITIVITY_NO_NUMBA=1),
+    the plain functions :func:`jit` marked ``twin=True``, so overrides reach them as well."""
+    if isinstance(callee, Dispatcher):
+        return getattr(callee, "needs_twin", True)
+    return isinstance(callee, types.FunctionType) and getattr(callee, "needs_twin", False)
+
+
 def python_twin(func, overrides=None):
     """Return a plain-Python copy of kernel ``func`` whose callees are plain Python too.
 
@@ -204,7 +214,7 @@ def python_twin(func, overrides=None):
     for name in py.__code__.co_names:
         if name in overrides:
             glb[name] = overrides[name]
-        elif isinstance(glb.get(name), Dispatcher) and getattr(glb[name], "needs_twin", True):
+        elif _twinned(glb.get(name)):
             glb[name] = python_twin(glb[name], overrides)
     return twin
 
