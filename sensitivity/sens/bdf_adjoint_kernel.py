@@ -1,11 +1,11 @@
 """Compiled reverse sweep of a dense BDF solution (the small, dense-Jacobian case).
 
 The same transpose as :func:`sensitivity.sens.bdf_adjoint.bdf_adjoint` in one compiled
-loop: per step, f_y and f_p at the step's end from ceil((n + m)/K) dual sweeps of f, an
-LU with partial pivoting of ``I - c J^T``, and the rescale matrices of
+loop: per step, f_y and f_p at the step's end from ceil((n + m)/K) dual sweeps of f, the dense
+LU of :mod:`sensitivity.ode.linsolve` of ``I - c J^T``, and the rescale matrices of
 :func:`sensitivity.ode.bdf.change_D` built in place. Template globals (``rhs``, ``K``,
-``dual_array_k``, ``empty_dual``, ``compute_R``, ``U_TABLE``, ``GAMMA``, ``ALPHA``) are
-bound by :func:`kernel`.
+``dual_array_k``, ``empty_dual``, ``compute_R``, ``U_TABLE``, ``GAMMA``, ``ALPHA``,
+``factor``, ``solve_lu``) are bound by :func:`kernel`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from sensitivity.ad import nb
-from sensitivity.ode import bdf
+from sensitivity.ode import bdf, linsolve
 from sensitivity.sens import templates
 
 # template globals, bound by kernel() (declared for linters; never used here)
@@ -28,6 +28,8 @@ compute_R = None
 U_TABLE = None
 GAMMA = None
 ALPHA = None
+factor = None
+solve_lu = None
 
 
 def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, ybar):
@@ -45,6 +47,7 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
     Jy = np.empty((n, n))
     Jp = np.empty((n, m))
     A = np.empty((n, n))
+    JT = np.empty((n, n))
     piv = np.zeros(n, np.int64)
     w = np.empty(n)
     pbar = np.zeros(m)
@@ -113,42 +116,11 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
                 run += Dbar[j, q]
                 Ebar[j, q] = run
             w[q] = acc
+        for q in range(n):  # J^T, so that the forward solver's LU factors I - c J^T
             for r in range(n):
-                A[q, r] = -c * Jy[r, q]
-            A[q, q] += 1.0
-        for col in range(n):  # LU with partial pivoting of A = I - c J^T, then solve
-            pk = col
-            big = abs(A[col, col])
-            for r in range(col + 1, n):
-                if abs(A[r, col]) > big:
-                    big = abs(A[r, col])
-                    pk = r
-            piv[col] = pk
-            if pk != col:
-                for j in range(n):
-                    A[col, j], A[pk, j] = A[pk, j], A[col, j]
-            if A[col, col] != 0.0:
-                inv = 1.0 / A[col, col]
-                for r in range(col + 1, n):
-                    A[r, col] *= inv
-                    f = A[r, col]
-                    if f != 0.0:
-                        for j in range(col + 1, n):
-                            A[r, j] -= f * A[col, j]
-        for col in range(n):
-            pk = piv[col]
-            if pk != col:
-                w[col], w[pk] = w[pk], w[col]
-        for r in range(n):
-            acc = w[r]
-            for j in range(r):
-                acc -= A[r, j] * w[j]
-            w[r] = acc
-        for r in range(n - 1, -1, -1):
-            acc = w[r]
-            for j in range(r + 1, n):
-                acc -= A[r, j] * w[j]
-            w[r] = acc / A[r, r]
+                JT[q, r] = Jy[r, q]
+        factor(JT, c, A, piv)
+        solve_lu(A, piv, w, w)
         for q in range(n):
             acc = 0.0
             for r in range(n):
@@ -190,4 +162,11 @@ def kernel(f, compile=True, K=nb.CHUNK):
         U_TABLE=bdf.U_TABLE,
         GAMMA=bdf.GAMMA,
         ALPHA=bdf.ALPHA,
+        factor=_plain(linsolve.factor, compile),
+        solve_lu=_plain(linsolve.solve_lu, compile),
     )
+
+
+def _plain(func, compile):
+    """The compiled function, or its Python original for ``compile=False``."""
+    return func if compile else getattr(func, "py_func", func)
