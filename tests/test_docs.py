@@ -45,6 +45,15 @@ def test_sphinx_build_without_warnings(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "html" / "benchmarks.html").is_file()
     assert (tmp_path / "html" / "auto_examples" / "index.html").is_file()
+    # every example is in the gallery (a folder without GALLERY_HEADER.rst is skipped
+    # silently, and a script that calls sys.exit ends a full build without an error)
+    examples = sorted(p.name for p in (ROOT / "examples" / "geophysics").iterdir() if p.is_dir()
+                      and (p / f"{p.name}.py").is_file())  # fmt: skip
+    assert len(examples) >= 4, examples
+    for name in examples:
+        assert (tmp_path / "html" / "auto_examples" / name / f"{name}.html").is_file(), name
+        script = (ROOT / "examples" / "geophysics" / name / f"{name}.py").read_text()
+        assert "sys.exit(0" not in script and "SystemExit(0" not in script, name
 
 
 def test_getting_started_code_runs(capsys):
