@@ -25,6 +25,7 @@ import sys
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.integrate import solve_ivp
 from scipy.optimize import least_squares
 
@@ -121,10 +122,8 @@ def diffusion_fit(n, maxiter=30):
     err1 = np.linalg.norm(res.x - k_true) / np.linalg.norm(k_true)
     # the plain route: each L-BFGS-B evaluation is a value plus an N-point forward
     # difference gradient, N + 1 solve_ivp(BDF, sparse jac) solves
-    import scipy.sparse as sps
-
     d, e = _diffusion.tridiag(k0)
-    A = sps.diags([e, d, e], [-1, 0, 1], format="csc")
+    A = sp.diags([e, d, e], [-1, 0, 1], format="csc")
 
     def one_solve():
         return solve_ivp(lambda t, y: A @ y, (0, 0.1), u0, "BDF", ts, rtol=1e-6, atol=1e-8, jac=A)

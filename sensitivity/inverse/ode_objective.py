@@ -83,6 +83,8 @@ class Objective(AbstractObjective):
         self.name, self.gradient_method = name, gradient
         self.method, self.rtol, self.atol = method, rtol, atol
         self.t_obs, self.owners = observation_times(terms, prob.t_span)
+        # which observation rows belong to each term (fixed: computed once, not per solve)
+        self._rows = [[k for k, (t, _) in enumerate(self.owners) if t is term] for term in terms]
         wrt = "both" if self.y0_idx.size else "p"
         # full error control: the sensitivities must be stable and accurate on their own
         # (partial control lets an explicit method's S blow up at its stability limit)
@@ -152,8 +154,7 @@ class Objective(AbstractObjective):
             S = np.concatenate([S, fs.dy_dy0[:, :, self.y0_idx]], axis=2)
         out = Evaluation(value=0.0, grad=np.zeros(self.n_params))
         res, jac = [], []
-        for term in self.terms:
-            rows = [k for k, (t, _) in enumerate(self.owners) if t is term]
+        for term, rows in zip(self.terms, self._rows):
             Y = fs.y[rows]
             if term.has_residuals:
                 r = term.residuals(Y, p)
@@ -187,8 +188,7 @@ class Objective(AbstractObjective):
         if not sol.success:
             return self._failed(theta, sol.message)
         out, res = Evaluation(value=0.0), []
-        for term in self.terms:
-            rows = [k for k, (t, _) in enumerate(self.owners) if t is term]
+        for term, rows in zip(self.terms, self._rows):
             if term.has_residuals:
                 r = term.residuals(sol.y[rows], p)
                 res.append(r)

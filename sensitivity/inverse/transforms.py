@@ -123,6 +123,10 @@ class ParameterMap:
 
     transforms: tuple
 
+    def __post_init__(self):
+        # derived once (frozen): the identity map skips per-parameter calls in the optimiser loop
+        object.__setattr__(self, "is_identity", all(t is IDENTITY for t in self.transforms))
+
     @classmethod
     def of(cls, spec, n):
         """Build from ``None``, one transform, or a list of ``n`` transforms."""
@@ -144,7 +148,7 @@ class ParameterMap:
 
     def _apply(self, what, x):
         x = np.asarray(x, dtype=float)
-        if self._identity:  # the default: no per-parameter Python calls in the optimiser loop
+        if self.is_identity:
             if what in ("forward", "inverse"):
                 return x.copy()
             return np.full(x.shape, 1.0 if what == "derivative" else 0.0)
@@ -171,17 +175,3 @@ class ParameterMap:
                     "Hessian products need Transform(second=...)"
                 )
         return self._apply("second", x)
-
-    @property
-    def is_identity(self):
-        return self._identity
-
-    @property
-    def _identity(self):
-        # cached on first use; the dataclass is frozen, so write through __dict__
-        try:
-            return self.__dict__["_is_identity"]
-        except KeyError:
-            value = all(t is IDENTITY for t in self.transforms)
-            self.__dict__["_is_identity"] = value
-            return value

@@ -28,22 +28,6 @@ from numba.core import errors as nb_errors
 from sensitivity.ad import nb
 from sensitivity.ad.sparsity import as_pattern, color_columns, compression, detect_sparsity
 
-
-def _csr_like(S, data):
-    """A csr_matrix with the structure of ``S`` (validated once, when the pattern was set)
-    and the values ``data``.
-
-    scipy's constructor re-validates indices and indptr, O(nnz) Python-level work that
-    cost twice the compiled dual sweep at n = 10^4; the copy of a checked matrix's
-    attributes skips it. The index arrays are copied, so the result owns its structure.
-    """
-    M = sp.csr_matrix.__new__(type(S))
-    M.__dict__.update(S.__dict__)
-    M.data = data
-    M.indices = S.indices.copy()
-    M.indptr = S.indptr.copy()
-    return M
-
 __all__ = ["AUTO_SPARSE_MIN", "ODEProblem"]
 
 AUTO_SPARSE_MIN = 64  # from this size on, a Jacobian's pattern is detected when not given
@@ -354,3 +338,19 @@ class ODEProblem:
             raise ValueError(f"w must have shape ({self.n},), got {w.shape}")
         J = self.param_jacobian(t, y, p)
         return np.asarray(J.T @ w).ravel()
+
+
+def _csr_like(S, data):
+    """A csr_matrix with the structure of ``S`` (validated once, when the pattern was set)
+    and the values ``data``.
+
+    scipy's constructor re-validates indices and indptr, O(nnz) Python-level work that
+    cost twice the compiled dual sweep at n = 10^4; the copy of a checked matrix's
+    attributes skips it. The index arrays are copied, so the result owns its structure.
+    """
+    M = sp.csr_matrix.__new__(type(S))
+    M.__dict__.update(S.__dict__)
+    M.data = data
+    M.indices = S.indices.copy()
+    M.indptr = S.indptr.copy()
+    return M
