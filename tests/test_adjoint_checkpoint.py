@@ -53,8 +53,10 @@ def close(a, b, rtol):
 def test_rk_checkpointed_gradient_is_the_stored_one(method):
     prob = lv_problem()
     ref = sn.adjoint_gradient(prob, LV_OBJ, method=method)
+    # a checkpoint of 2 floats is mostly object headers: the stored steps' bytes are a
+    # budget that still forces checkpointing (116 steps, 168 bytes a state)
     full = ref.stats["stored_bytes"]
-    for kw in (dict(checkpoints=2), dict(checkpoints=7), dict(memory_budget=full // 2)):
+    for kw in (dict(checkpoints=2), dict(checkpoints=7), dict(memory_budget=full)):
         r = sn.adjoint_gradient(prob, LV_OBJ, method=method, **kw)
         assert r.success and r.stats["nsteps"] == ref.stats["nsteps"]
         # re-stepping gives the forward states bitwise: only the order of summing the
@@ -83,11 +85,11 @@ def fixed_steps(monkeypatch):
 
 def test_rk_checkpointed_taylor_test(fixed_steps):
     def value(p=P_LV, y0=(1.0, 1.0)):
-        return sn.adjoint_gradient(lv_problem(p, y0), LV_OBJ, memory_budget=9000).value
+        return sn.adjoint_gradient(lv_problem(p, y0), LV_OBJ, memory_budget=12000).value
 
-    r = sn.adjoint_gradient(lv_problem(), LV_OBJ, memory_budget=9000)
+    r = sn.adjoint_gradient(lv_problem(), LV_OBJ, memory_budget=12000)
     assert r.stats["nreject"] == 0 and r.stats["nsteps"] >= 500
-    assert r.stats["peak_stored_bytes"] <= 9000 and r.stats["recomputations"] > 1.0
+    assert r.stats["peak_stored_bytes"] <= 12000 and r.stats["recomputations"] > 1.0
     res = taylor_test(lambda p: value(p=p), P_LV, r.grad_p, eps0=1e-3)
     assert res.passed and res.min_rate > 1.95
     res = taylor_test(lambda y0: value(y0=y0), np.ones(2), r.grad_y0, eps0=1e-3)
@@ -140,8 +142,10 @@ def test_bad_checkpoint_arguments():
         sn.adjoint_gradient(prob, LV_OBJ, memory_budget="lots")
     with pytest.raises(ValueError, match="memory_budget"):
         sn.adjoint_gradient(prob, LV_OBJ, memory_budget=0)
-    with pytest.raises(ValueError, match=r"memory_budget = 100 bytes is too small.*bytes or more"):
+    with pytest.raises(ValueError, match=r"memory_budget = 100 bytes is too small: at the st"):
         sn.adjoint_gradient(prob, LV_OBJ, memory_budget=100)
-    # room to start, but the step record outgrows it mid-solve: the same error
-    with pytest.raises(ValueError, match=r"memory_budget = 400 bytes is too small"):
-        sn.adjoint_gradient(prob, LV_OBJ, memory_budget=400)
+    # room to start, but the step record outgrows it mid-solve
+    with pytest.raises(ValueError, match=r"memory_budget = 700 bytes .* after \d+ steps"):
+        sn.adjoint_gradient(prob, LV_OBJ, memory_budget=700)
+    with pytest.raises(ValueError, match="checkpoints"):  # the continuous kind's own check
+        sn.adjoint_gradient(prob, LV_OBJ, kind="continuous", checkpoints=0)
