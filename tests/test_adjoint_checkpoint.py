@@ -149,3 +149,23 @@ def test_bad_checkpoint_arguments():
         sn.adjoint_gradient(prob, LV_OBJ, memory_budget=700)
     with pytest.raises(ValueError, match="checkpoints"):  # the continuous kind's own check
         sn.adjoint_gradient(prob, LV_OBJ, kind="continuous", checkpoints=0)
+
+
+def test_online_checkpointer_shrink_keeps_a_valid_schedule():
+    oc = sn.sens.checkpoint.OnlineCheckpointer(16)
+    for i in range(40):
+        oc.record(i, np.array([float(i)]))
+        if i == 30:
+            oc.shrink(5)
+            assert len(oc.store) <= 5 and 0 in oc.store
+    assert len(oc.store) <= 5
+    sched = oc.schedule(40)
+    assert sn.sens.checkpoint.validate(sched) and sched.n_snapshots <= 5
+    seen = []
+    sn.sens.checkpoint.run(
+        sched, None, lambda a, b, x: x + (b - a), lambda k, x: seen.append(x[0]),
+        checkpoints=oc.store,
+    )  # fmt: skip
+    assert seen == list(range(39, -1, -1))
+    with pytest.raises(ValueError, match="n_snapshots"):
+        oc.shrink(1)

@@ -61,7 +61,7 @@ from sensitivity.ode.events import emit_t_eval, no_events
 from sensitivity.sens import bdf_adjoint as ba
 from sensitivity.sens import checkpoint as cp
 from sensitivity.sens.continuous import gauss_nodes
-from sensitivity.sens.kernels import rk_restep_kernel
+from sensitivity.sens.kernels import rk_restep_kernel, rk_stages_kernel
 
 MAX_ORDER = bdf.MAX_ORDER
 BDF_ROWS = MAX_ORDER + 2  # differences a replay can read: rows 0 ... k + 1, k <= MAX_ORDER
@@ -176,6 +176,12 @@ def _accept_step(
     return bufs, t_new, False
 
 
+def _rk_stages(rhs, t, y, p, h, A, c, K, ytmp, i0, i1):
+    """:func:`sensitivity.ode.explicit.rk_stages`, compiled for the recorder's problem
+    (the twin would run the stage loops over n as Python)."""
+    _LOCAL.active[-1].stages(t, y, p, h, A, c, K, ytmp, i0, i1)
+
+
 def _update_D(D, d, order):
     """:func:`sensitivity.ode.bdf.update_D`, noting the differences and the step's order."""
     bdf.update_D(D, d, order)
@@ -222,7 +228,8 @@ def forward_rk(sv, p, y0, snapshots, budget):
     rec = _Recorder((n,), snapshots, budget, False, 0)
     rec.start(sv.t_span[0], y0)
     meth = sv.method
-    twin = python_twin(explicit.rk_solve, {"accept_step": _accept_step})
+    rec.stages = rk_stages_kernel(sv.prob.rhs_kernel, sv.prob.compile)
+    twin = python_twin(explicit.rk_solve, {"accept_step": _accept_step, "rk_stages": _rk_stages})
     opts = np.concatenate([sv.opts, meth.flags])
     args = (sv.t_span, y0, p, *meth.arrays, sv.tol, opts, sv.t_eval, *sv.ev)
     trace = _forward(rec, lambda: twin(sv.prob.rhs_kernel, no_events, *args))

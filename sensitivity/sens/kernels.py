@@ -192,6 +192,21 @@ def _rk_restep(seg_t, i, j, y, p, A, b, c):
     return y
 
 
+def _rk_stages_bound(t, y, p, h, A, c, Kst, ytmp, i0, i1):
+    # explicit.rk_stages with the problem's rhs bound: a compiled stage loop that a Python
+    # step loop (a kernel's twin) can call
+    rk_stages(rhs, t, y, p, h, A, c, Kst, ytmp, i0, i1)
+
+
+@lru_cache(maxsize=256)
+def rk_stages_kernel(f, compile=True):
+    """Return ``stages(t, y, p, h, A, c, K, ytmp, i0, i1)``: explicit.rk_stages for ``f``."""
+    stages = explicit.rk_stages
+    if not compile:  # the plain-Python original
+        stages = getattr(stages, "py_func", stages)
+    return templates.build(_rk_stages_bound, f, 1, compile, "rk_stages", rk_stages=stages)
+
+
 @lru_cache(maxsize=256)
 def rk_restep_kernel(f, compile=True):
     """Return the compiled re-stepping of explicit FSAL RK steps for ``f`` (see source)."""
