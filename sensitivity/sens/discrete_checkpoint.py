@@ -200,7 +200,8 @@ def _forward(rec, run):
         _LOCAL.active.pop()
 
 
-def _trace_ok(trace, sv):
+def _solution_of(trace, sv):
+    """The :class:`~sensitivity.ode.solve.Solution` of a recording pass (no dense output)."""
     return ode_solve._solution(trace, sv.method, False, None, int(sv.opts[2]))
 
 
@@ -233,7 +234,7 @@ def forward_rk(sv, p, y0, snapshots, budget):
     opts = np.concatenate([sv.opts, meth.flags])
     args = (sv.t_span, y0, p, *meth.arrays, sv.tol, opts, sv.t_eval, *sv.ev)
     trace = _forward(rec, lambda: twin(sv.prob.rhs_kernel, no_events, *args))
-    return rec, _trace_ok(trace, sv)
+    return rec, _solution_of(trace, sv)
 
 
 def forward_bdf(sv, p, y0, snapshots, budget):
@@ -253,7 +254,7 @@ def forward_bdf(sv, p, y0, snapshots, budget):
     rhs = prob.rhs_kernel
     args = (sv.t_span, y0, p, sv.tol, opts, sv.t_eval, *sv.ev, rhs, p)
     trace = _forward(rec, lambda: twin(rhs, jac, no_events, *args))
-    return rec, _trace_ok(trace, sv)
+    return rec, _solution_of(trace, sv)
 
 
 def step_of(t_obs, t_rec):
@@ -276,9 +277,9 @@ def _integral_nodes(integral, t_a, t_b):
 class _Reverse:
     """The reverse pass: per-step transposes, observation rows, value and gradient parts."""
 
-    def __init__(self, prob, rec, t_obs, obs_g, p, y0, integral):
-        self.prob, self.rec, self.p, self.y0 = prob, rec, p, y0
-        self.t = rec.t[: rec.n + 1]
+    def __init__(self, prob, rec, t_obs, obs_g, p, integral):
+        self.prob, self.p = prob, p
+        self.t = rec.t[: rec.n + 1]  # a view of the record: t_0 ... t_N
         self.t_obs, self.obs_g, self.integral = t_obs, obs_g, integral
         self.step = step_of(t_obs, self.t)
         self.grad_p = np.zeros(prob.m)
@@ -319,7 +320,7 @@ def reverse_rk(prob, tab, kernel, locate, rec, t_obs, obs_g, p, y0, integral):
     a, b, c, P = tab
     s = b.size
     restep = rk_restep_kernel(prob.rhs_kernel, prob.compile)
-    rv = _Reverse(prob, rec, t_obs, obs_g, p, y0, integral)
+    rv = _Reverse(prob, rec, t_obs, obs_g, p, integral)
     t = rv.t
     lam = np.zeros(prob.n)
 
@@ -398,7 +399,7 @@ def replay_bdf(lin, prob, p, D, k, h, rho, t_new, rtol, atol):
 
 def reverse_bdf(prob, rec, t_obs, obs_g, p, y0, integral, rtol, atol):
     """Reverse pass of a recorded BDF forward pass; returns (value part, grad_p, grad_y0, st)."""
-    rv = _Reverse(prob, rec, t_obs, obs_g, p, y0, integral)
+    rv = _Reverse(prob, rec, t_obs, obs_g, p, integral)
     t, orders = rv.t, rec.orders
     lin = ba._Linear(prob, p)
     Dbar = np.zeros((BDF_ROWS, prob.n))
