@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dgbtrf, dgbtrs
 from scipy.sparse.linalg import splu
 
+from sensitivity.ad import nb
 from sensitivity.ode import linsolve
 from sensitivity.ode.bdf import ALPHA, DENSE_COEF, GAMMA, MAX_ORDER, U_TABLE, compute_R
 from sensitivity.sens import bdf_adjoint_kernel
@@ -176,10 +177,17 @@ def _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0):
     W = (s[:, None] ** np.arange(1, MAX_ORDER + 1)) @ DENSE_COEF.T  # w_j(s), all j
     W[:, 0] = 1.0
     ybar = np.zeros(prob.n)
-    sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile)
+    band = linsolve.band(prob)  # banded pattern: coloured f_y, f_p and the banded LU
+    if band is None:
+        K, pcol = nb.CHUNK, bdf_adjoint_kernel.no_p_colouring()
+    else:
+        ncol = max(band[0] + band[1] + 1, prob.param_colors[1] if prob.param_colors else prob.m)
+        K = min(nb.CHUNK, 1 << (max(ncol, 1) - 1).bit_length())
+        pcol = bdf_adjoint_kernel.p_colouring(prob, K)
+    sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile, K, band)
     Y = np.ascontiguousarray(seg_y)
     G = np.ascontiguousarray(obs_g)
-    pbar = sweep(seg_t, seg_h, Y, orders, p, y0, step, W, G, ybar)
+    pbar = sweep(seg_t, seg_h, Y, orders, p, y0, step, W, G, ybar, pcol)
     return pbar, ybar + obs_g[step < 0].sum(axis=0)
 
 
@@ -209,7 +217,7 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
         raise ValueError("the BDF discrete adjoint needs a BDF solution (anchored at step ends)")
     orders = step_orders(seg_Q)
     step, s = locate(t_obs, seg_t)
-    if not linsolve.sparse_lu(prob):  # small or dense: one compiled sweep
+    if linsolve.band(prob) is not None or not linsolve.sparse_lu(prob):  # compiled sweep
         return _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0)
     lin = _Linear(prob, p)
     n = prob.n

@@ -422,6 +422,12 @@ class _Chunk:
         """The function arguments of the BDF/ESDIRK kernels with the staggered corrector."""
         prob, aug = self.owner.prob, self.aug
         kwargs = dict(n_y=self.n, n_err=aug.n if self.owner.error_control == "full" else self.n)
+        band = linsolve.band(prob) if self.solver.compiled else None
+        if band is not None:  # compiled banded LU: the user's J into band storage
+            fns = ode_solve._functions(prob, meth, None, True, band)
+            kwargs["sens"] = np.array(addresses(aug.rhs_kernel, RHS_SIG), dtype=np.int64)
+            kwargs["band"] = band
+            return fns, True, kwargs
         if linsolve.sparse_lu(prob):
             fns = (prob.rhs_kernel, no_events, None)
             kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
