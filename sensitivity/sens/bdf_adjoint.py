@@ -21,8 +21,9 @@ which is the gradient of the BDF solution with the corrector equations solved ex
 and the step sizes and orders those of the forward solve (the derivative of the
 computed solution up to the Newton tolerance). The step orders are read from the dense
 output (``Q[:, j] = 0`` for ``j >= k``). One Jacobian, one LU of ``I - c J^T`` and one
-``f_p^T w`` per step: banded or sparse LU and the coloured sparse Jacobians for large
-problems with a pattern, dense otherwise.
+``f_p^T w`` per step: for banded patterns (``linsolve.band``) one compiled sweep with the
+banded LU and coloured Jacobians, at any n; for other large patterns a Python-level sweep
+with ``splu`` and the coloured sparse Jacobians; dense otherwise (one compiled sweep).
 
 References
 ----------
