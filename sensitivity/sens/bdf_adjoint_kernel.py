@@ -1,13 +1,15 @@
-"""Compiled reverse sweep of a dense BDF solution (the small-n case).
+"""Compiled reverse sweep of a dense BDF solution (small n, or a banded Jacobian).
 
 The same transpose as :func:`sensitivity.sens.bdf_adjoint.bdf_adjoint` in one compiled
-loop: per step, f_y and f_p at the step's end from ceil((n + m)/K) dual sweeps of f, the LU
-of :mod:`sensitivity.ode.linsolve` of ``I - c J^T`` (dense, or banded for a banded pattern:
-O(n kl (kl + ku)) instead of O(n^3)), and the rescale matrices of
-:func:`sensitivity.ode.bdf.change_D` built in place. Template globals (``rhs``, ``K``,
-``dual_array_k``, ``empty_dual``, ``compute_R``, ``U_TABLE``, ``GAMMA``, ``ALPHA``,
-``workspace``, ``transposed``, ``factor``, ``solve_lu`` and ``LAYOUT``, the band of J^T as
-linsolve's ``opts[-2:]``) are bound by :func:`kernel`.
+loop: per step, f_y and f_p at the step's end, the LU of :mod:`sensitivity.ode.linsolve`
+of ``I - c J^T`` and the rescale matrices of :func:`sensitivity.ode.bdf.change_D` built in
+place. Dense: f_y and f_p from ceil((n + m)/K) dual sweeps of f, a dense LU. Banded (a
+narrow Jacobian pattern, any n): f_y in band storage from ceil((kl + ku + 1)/K) sweeps,
+the values of f_p's pattern from its colouring's sweeps, the banded LU (O(n kl (kl + ku))
+instead of O(n^3)). Template globals (``rhs``, ``K``, ``dual_array_k``, ``empty_dual``,
+``compute_R``, ``U_TABLE``, ``GAMMA``, ``ALPHA``, ``workspace``, ``transposed``,
+``factor``, ``solve_lu``, ``LAYOUT``: the band of J^T as linsolve's ``opts[-2:]``,
+``BAND``, ``band_jac`` and the helpers below) are bound by :func:`kernel`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ transposed = None
 LAYOUT = None
 BAND = False
 dense_jacobians = None
-band_jacobians = None
+band_jac = None
+param_values = None
 
 
 def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, ybar, pcol):
@@ -57,8 +60,8 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
     Ebar = np.zeros((kmax + 1, n))
     JT, A, piv = workspace(n, LAYOUT)  # J^T and the LU of I - c J^T, dense or banded
     Jy = np.empty(JT.shape)  # J, in the storage of JT
-    Jp = np.empty((n, 0 if BAND else m))  # dense f_p, or its pattern's values:
-    Jpv = np.empty(pcol.positions.shape[0])
+    Jp = np.empty((n, 0 if BAND else m))  # dense f_p (dense sweep)
+    Jpv = np.empty(pcol.positions.shape[0])  # the values of f_p's pattern (banded sweep)
     w = np.empty(n)
     jtw = np.empty(n)
     pbar = np.zeros(m)
@@ -90,7 +93,8 @@ def _bdf_adjoint(seg_t, seg_h, seg_y, orders, p, y0, obs_step, obs_w, obs_g, yba
             for q in range(n):
                 ycur[q] = y0[q]
         if BAND:
-            band_jacobians(t, yd, pd, out, ey, ep, piv, pcol, Jy, Jpv)
+            band_jac(t, ycur, p, Jy)  # f_y in band storage (linsolve.band_jacobian)
+            param_values(t, yd, pd, out, ey, ep, pcol, Jpv)
         else:
             dense_jacobians(t, yd, pd, out, ey, ep, Jy, Jp)
         if i == 0:  # ybar = Dbar_0 + h_1 J^T Dbar_1, pbar += h_1 f_p^T Dbar_1
@@ -157,23 +161,9 @@ def _dense_jacobians(t, yd, pd, out, ey, ep, Jy, Jp):
                     Jp[r, c0 + j - n] = oe[r, j]
 
 
-def _band_jacobians(t, yd, pd, out, ey, ep, piv, pcol, Jy, Jpv):
-    # f_y in band storage (n, w) from ceil(w/K) sweeps of the colouring j % w (linsolve),
-    # then the values of f_p's pattern from its colouring's sweeps (pcol: compression)
+def _param_values(t, yd, pd, out, ey, ep, pcol, Jpv):
+    # the values of f_p's pattern at (t, y) from its colouring's sweeps (pcol: compression)
     n = ey.shape[0]
-    w = Jy.shape[1]
-    ep.fill(0.0)
-    for c0 in range(0, w, K):
-        wd = min(K, w - c0)
-        for j in range(n):
-            cj = j % w - c0
-            for a in range(K):
-                ey[j, a] = 1.0 if a == cj else 0.0
-        rhs(t, yd, pd, out)
-        oe = out.eps
-        for r in range(n):
-            for a in range(wd):
-                Jy[r, c0 + a] = oe[r, a]
     ey.fill(0.0)
     seeds = pcol.seeds
     pos = pcol.positions
@@ -186,6 +176,11 @@ def _band_jacobians(t, yd, pd, out, ey, ep, piv, pcol, Jy, Jpv):
         for q in range(pcol.ptr[c], pcol.ptr[c + 1]):  # the entries of this sweep
             g = pos[q] - c * n * K
             Jpv[q] = flat[g // K, g % K]
+
+
+@jit()
+def no_band_jac(t, y, p, J):
+    """The ``band_jac`` global of the dense sweep (never called there)."""
 
 
 @jit()
@@ -267,12 +262,12 @@ def no_p_colouring():
 
 
 @lru_cache(maxsize=256)
-def kernel(f, compile=True, K=nb.CHUNK, band=None):
+def kernel(f, compile=True, K=nb.CHUNK, band=None, band_jac=None):
     """Return the compiled (or, with ``compile=False``, plain-Python) sweep for ``f``.
 
-    ``band = (kl, ku)`` of f's Jacobian: f_y in band storage from the colouring of
-    :mod:`sensitivity.ode.banded`, f_p from a :class:`PColouring`, the banded LU of
-    linsolve (None: dense f_y and f_p, dense LU). The sweep's last argument is the
+    ``band = (kl, ku)`` of f's Jacobian: f_y in band storage from ``band_jac``
+    (:func:`sensitivity.ode.linsolve.band_jacobian`), f_p from a :class:`PColouring`, the
+    banded LU of linsolve (None: dense f_y and f_p, dense LU). The sweep's last argument is the
     :class:`PColouring` (:func:`no_p_colouring` for the dense one).
     """
     layout = linsolve.DENSE if band is None else np.array([band[1], band[0]], np.float64)
@@ -294,7 +289,8 @@ def kernel(f, compile=True, K=nb.CHUNK, band=None):
         LAYOUT=layout,
         BAND=band is not None,
         dense_jacobians=templates.build(_dense_jacobians, f, K, compile, "adj_dense_jac"),
-        band_jacobians=templates.build(_band_jacobians, f, K, compile, "adj_band_jac"),
+        band_jac=_plain(no_band_jac, compile) if band_jac is None else band_jac,
+        param_values=templates.build(_param_values, f, K, compile, "adj_param_values"),
         jt_vec=_plain(jt_vec, compile),
         jpt_vec=_plain(jpt_vec, compile),
     )
