@@ -9,7 +9,8 @@ unless ``-kl <= j - i <= ku``) lives in two storages, w = kl + ku + 1:
   than one row's band reaches), so ``ceil(w / K)`` dual sweeps of f give all of J;
 * the LU storage ``M`` (n, 2 kl + ku + 1), LAPACK's band storage transposed so that a
   column is a contiguous row of ``M``: ``M[j, kv + i - j] = A[i, j]``, kv = kl + ku; the
-  first kl entries of each column take the fill-in of the row interchanges.
+  first kl entries of each column take the fill-in of the row interchanges. After the
+  factorisation ``M[j, kv]`` holds ``1 / U[j, j]`` (LAPACK keeps ``U[j, j]``).
 
 :func:`band_factor` is Gaussian elimination with partial pivoting for band matrices
 (Golub & Van Loan, 4th ed., section 4.3.5; the column order of LAPACK ``dgbtf2``): U has
@@ -56,10 +57,11 @@ def band_jac_template(t, y, p, J):
     E = np.zeros((n, K))
     for c0 in range(0, w, K):
         wd = min(K, w - c0)
+        cj = 0  # j % w, without an integer division per column
         for j in range(n):
-            c = j % w - c0
             for k in range(K):
-                E[j, k] = 1.0 if k == c else 0.0
+                E[j, k] = 1.0 if k == cj - c0 else 0.0
+            cj = cj + 1 if cj + 1 < w else 0
         yd = dual_array_k(y, E, 0, K)
         out = empty_dual(yd, n)
         rhs(t, yd, p, out)
@@ -84,20 +86,23 @@ def band_factor(J, c, M, kl, ku, piv):
     """Factor ``I - c A`` (A in Jacobian storage ``J``) into the LU storage ``M``.
 
     Partial pivoting; ``piv[j]`` is the row swapped with row j at elimination step j.
-    A zero pivot is left in place (the solves then produce non-finite values, which the
-    Newton iterations treat as a failure), as the dense :func:`~.linsolve.dense_factor`.
+    ``M[j, kv]`` keeps the reciprocal of U's diagonal entry (the solves multiply: a
+    division on the sequential path of the triangular solve costs several times more).
+    A zero pivot gives an infinite reciprocal (the solves then produce non-finite values,
+    which the Newton iterations treat as a failure).
     """
     n = M.shape[0]
     ld = M.shape[1]
     w = kl + ku + 1
     kv = kl + ku
+    cj = 0  # j % w
     for j in range(n):  # column j of I - c A, rows j - ku ... j + kl
-        cj = j % w
         for r in range(ld):
             M[j, r] = 0.0
         for i in range(max(0, j - ku), min(n, j + kl + 1)):
             M[j, kv + i - j] = -c * J[i, cj]
         M[j, kv] += 1.0
+        cj = cj + 1 if cj + 1 < w else 0
     ju = 0  # last column that the row interchanges so far reach
     for j in range(n):
         km = min(kl, n - 1 - j)
@@ -109,14 +114,16 @@ def band_factor(J, c, M, kl, ku, piv):
                 jp = i
         piv[j] = j + jp
         if M[j, kv + jp] == 0.0:
+            M[j, kv] = np.inf
             continue
         ju = max(ju, min(j + ku + jp, n - 1))
         if jp != 0:  # swap rows j and j + jp in columns j ... ju
             for col in range(j, ju + 1):
                 a = kv + j - col
                 M[col, a], M[col, a + jp] = M[col, a + jp], M[col, a]
+        inv = 1.0 / M[j, kv]
+        M[j, kv] = inv  # U_jj is read only by the solves from here on
         if km > 0:
-            inv = 1.0 / M[j, kv]
             for i in range(1, km + 1):
                 M[j, kv + i] *= inv
             for col in range(j + 1, ju + 1):
@@ -145,8 +152,8 @@ def band_solve(M, kl, ku, piv, b, x):
                 for i in range(1, lm + 1):
                     x[j + i] -= M[j, kv + i] * xj
     for j in range(n - 1, -1, -1):  # U, upper bandwidth kv, by columns
-        x[j] /= M[j, kv]
-        xj = x[j]
+        xj = x[j] * M[j, kv]  # M[j, kv] = 1 / U_jj
+        x[j] = xj
         if xj != 0.0:
             for i in range(max(0, j - kv), j):
                 x[i] -= M[j, kv + i - j] * xj

@@ -105,10 +105,14 @@ def transposed(A, J, piv):
     if piv.shape[0] > n:
         kl, ku = piv[n], piv[n + 1]
         w = kl + ku + 1
+        qw = 0  # q % w
         for q in range(n):
-            qw = q % w
-            for r in range(max(0, q - kl), min(n, q + ku + 1)):
-                J[q, r % w] = A[r, qw]
+            r0 = max(0, q - kl)
+            rw = r0 % w
+            for r in range(r0, min(n, q + ku + 1)):
+                J[q, rw] = A[r, qw]
+                rw = rw + 1 if rw + 1 < w else 0
+            qw = qw + 1 if qw + 1 < w else 0
     else:
         for q in range(n):
             for r in range(n):

@@ -190,11 +190,13 @@ def jt_vec(Jy, piv, v, out):
     if piv.shape[0] > n:
         klt, kut = piv[n], piv[n + 1]
         w = klt + kut + 1
+        qw = 0  # q % w
         for q in range(n):
             acc = 0.0
             for r in range(max(0, q - klt), min(n, q + kut + 1)):
-                acc += Jy[r, q % w] * v[r]
+                acc += Jy[r, qw] * v[r]
             out[q] = acc
+            qw = qw + 1 if qw + 1 < w else 0
     else:
         for q in range(n):
             acc = 0.0
