@@ -240,13 +240,14 @@ def band(prob):
     """Return ``(kl, ku)`` if stiff solves of ``prob`` run the compiled banded LU, else None.
 
     That is: a Jacobian pattern (``jac_sparsity``) with both bandwidths at most
-    ``MAX_BAND``, on a problem with compiled kernels (an :class:`ODEProblem`).
+    ``MAX_BAND`` and a band narrower than the matrix (else the dense LU costs no more),
+    on a problem with compiled kernels (an :class:`ODEProblem`).
     """
     S = getattr(prob, "jac_sparsity", None)
     if S is None or not getattr(prob, "compile", False) or not hasattr(prob, "kernel"):
         return None
     kl, ku = bandwidths(S)
-    return (kl, ku) if max(kl, ku) <= MAX_BAND else None
+    return (kl, ku) if max(kl, ku) <= MAX_BAND and kl + ku + 1 < prob.n else None
 
 
 def band_jacobian(prob, kl, ku):
