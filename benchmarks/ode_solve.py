@@ -272,11 +272,11 @@ def diffusion(N, repeat):
     stand_in.jacobian = lambda t, y: A
     kw = dict(rtol=1e-6, atol=1e-8)
     rows = {}
-    for name, pr in (("", prob), (", Python-level LAPACK", stand_in)):
+    for name, pr in (("banded LU", prob), ("LAPACK, Python", stand_in)):
         for m in ("BDF", "Rodas4"):
             sol = solve(pr, m, t_eval=t_eval, **kw)
             assert sol.success, sol.message
-            rows[f"sensitivity {m} (banded LU{name})"] = (
+            rows[f"sensitivity {m} ({name})"] = (
                 median_time(lambda m=m, pr=pr: solve(pr, m, t_eval=t_eval, **kw), repeat),
                 np.abs(sol.y - ref).max(),
             )
