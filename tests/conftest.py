@@ -17,10 +17,12 @@ def rng():
 
 @pytest.fixture
 def patterned_lu(monkeypatch):
-    """Small problems with a sparsity pattern take the banded/sparse LU paths.
+    """Small problems with a sparsity pattern take the patterned LU paths.
 
-    By default they run compiled with a dense LU (``linsolve.DENSE_LU_MAX``); the tests of
-    the patterned paths use test-sized problems, so they lower the threshold.
+    Narrow bands run the compiled banded LU at every size; wide patterns run compiled
+    with a dense LU up to ``linsolve.DENSE_LU_MAX`` and with ``splu`` above (compile=False:
+    LAPACK's banded LU or ``splu``); the tests of those paths use test-sized problems, so
+    they lower the threshold.
     """
     from sensitivity.ode import linsolve
 

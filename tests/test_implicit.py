@@ -130,7 +130,7 @@ def test_esdirk_tolerance_proportionality_and_dense_output():
 
 @pytest.mark.usefixtures("patterned_lu")
 def test_banded_and_sparse_lu_give_the_same_solution():
-    """A narrow pattern takes the banded LAPACK path, a wide one splu: same answer."""
+    """A narrow pattern takes the compiled banded LU, a wide one splu: same answer."""
     prob, exact = diffusion_problem(64, 0.1)
     assert linsolve.choose(prob.jac_sparsity) is linsolve.BANDED
     banded = solve(prob, "BDF", t_eval=[0.1], rtol=1e-6, atol=1e-9)

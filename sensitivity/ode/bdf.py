@@ -51,7 +51,7 @@ from sensitivity.ode.control import (
     jit,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
 MAX_ORDER = 5
@@ -287,7 +287,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
 
     Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
-    min_order, n_y, n_err]``.
+    min_order, n_y, n_err, kl, ku]`` (``kl, ku``: the band of ``jac``'s storage, -1 for
+    dense; :func:`sensitivity.ode.linsolve.workspace`).
 
     Forward sensitivities: with ``0 < n_y < len(y0)`` the state is ``[y (n_y), S (n_y, K)]``,
     ``sens(t, Y, P, dY)`` its right-hand side (:mod:`sensitivity.sens.kernels`) and ``P``
@@ -337,8 +338,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     D = np.zeros((MAX_ORDER + 3, N))
     D[0] = y0
     D[1] = f * h_abs * direction
-    J = new_jacobian(jac, t0, y0[:n], p, square(n))
-    M, piv = square(n), np.zeros(n, np.int64)
+    J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
+    J = new_jacobian(jac, t0, y0[:n], p, J)
     counts[1] = 1
     current_jac, lu_valid, order, n_equal, t = True, False, 1, 0, t0
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
@@ -499,11 +500,14 @@ class BDF:
         P=None,
         n_y=0,
         n_err=0,
+        band=None,
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
 
         With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
-        banded or sparse LU (:func:`sensitivity.ode.linsolve.choose`). Forward
+        banded or sparse LU at Python level (:func:`sensitivity.ode.linsolve.choose`);
+        compiled with ``band = (kl, ku)``, the jac addresses are those of a banded Jacobian
+        (:func:`sensitivity.ode.linsolve.band_jacobian`) and the banded LU runs. Forward
         sensitivities: ``sens`` (the function, or its two addresses when compiled), ``P``,
         ``n_y`` and ``n_err`` as in :func:`bdf_solve`.
         """
@@ -525,4 +529,5 @@ class BDF:
             pattern,
             sens,
             P,
+            band,
         )

@@ -60,7 +60,7 @@ from sensitivity.ode.control import (
     pi_factor,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
 GAMMA = 2.0 - math.sqrt(2.0)
@@ -187,7 +187,8 @@ def stage_sens(sens, t, z, base, dh, M, piv, scale, P, tol, work, f, n):
 def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P):
     """Integrate ``y' = rhs(t, y, p)`` with TR-BDF2; arguments as ``bdf_solve``.
 
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, n_y, n_err]``.
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, n_y, n_err,
+    kl, ku]`` (the band as in ``bdf_solve``).
     Forward sensitivities as in ``bdf_solve``: with ``0 < n_y < len(y0)`` the state is
     ``[y (n_y), S (n_y, K)]`` with right-hand side ``sens(t, Y, P, dY)``; the error norm
     covers the first ``n_err`` components. Without sensitivities pass ``sens = rhs``,
@@ -230,8 +231,8 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
             scale[:n_err],
         )
         counts[0] += 1
-    J = new_jacobian(jac, t0, y[:n], p, square(n))
-    M, piv = square(n), np.zeros(n, np.int64)
+    J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
+    J = new_jacobian(jac, t0, y[:n], p, J)
     counts[1] = 1
     t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
@@ -376,11 +377,12 @@ class ESDIRK:
         P=None,
         n_y=0,
         n_err=0,
+        band=None,
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
 
         Forward sensitivities: ``sens`` (the function, or its two addresses when compiled),
-        ``P``, ``n_y`` and ``n_err`` as in :func:`esdirk_solve`.
+        ``P``, ``n_y`` and ``n_err`` as in :func:`esdirk_solve`; ``band`` as in ``BDF.run``.
         """
         opts = np.concatenate([opts, [float(n_y), float(n_err)]])
         return linsolve.run_stiff_sens(
@@ -399,4 +401,5 @@ class ESDIRK:
             pattern,
             sens,
             P,
+            band,
         )

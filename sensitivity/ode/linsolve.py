@@ -1,17 +1,25 @@
 """Linear algebra of the Newton iterations: ``(I - c J) x = b``.
 
-Two interchangeable sets of the same three operations, chosen per problem:
+Three interchangeable sets of the same operations, chosen per problem:
 
 * dense (compiled, inside the step loop): LU with partial pivoting (Golub & Van Loan,
-  Algorithm 3.4.1) on an (n, n) array, for small n;
-* banded (Python level): LAPACK ``dgbtrf``/``dgbtrs`` in band storage, for large n whose
-  known Jacobian pattern has narrow bands (1-D method of lines);
-* sparse (Python level): ``scipy.sparse.linalg.splu`` on the CSC iteration matrix, for
-  other large sparse patterns.
+  Algorithm 3.4.1) on an (n, n) array: problems without a Jacobian pattern, and small
+  ones whose pattern is not banded;
+* banded (compiled, inside the step loop): the banded LU of :mod:`sensitivity.ode.banded`
+  for patterns whose bandwidths are at most ``MAX_BAND`` (1-D method of lines), with the
+  Jacobian from ``ceil((kl + ku + 1) / K)`` dual sweeps straight into band storage; any n;
+* Python level, in the Python twin of the kernel (:func:`sensitivity.ode.control.python_twin`):
+  ``scipy.sparse.linalg.splu`` of the CSC iteration matrix for other large patterns (2-D
+  grids), and LAPACK ``dgbtrf``/``dgbtrs`` for banded patterns when the right-hand side is
+  not compiled.
 
-``new_jacobian(jac, t, y, p, J) -> J``, ``factor(J, c, M, piv) -> M`` (the factors) and
-``solve_lu(M, piv, b, x)``; the banded and sparse sets override the dense one in the Python
-twin of the BDF kernel (:func:`sensitivity.ode.control.python_twin`).
+The kernels call ``workspace(n, opts) -> (J, M, piv)``, ``new_jacobian(jac, t, y, p, J)
+-> J``, ``factor(J, c, M, piv) -> M`` (the factors of ``I - c J``) and ``solve_lu(M, piv,
+b, x)``. The last two entries of ``opts`` are the band ``[kl, ku]`` (``[-1, -1]``: dense,
+appended by :func:`run_stiff`); the banded ``piv`` carries them too, ``piv = [pivots (n),
+kl, ku]``, so that :func:`factor` and :func:`solve_lu` tell the layouts apart by its
+length. The Python-level sets replace these names in the twin (:data:`SPARSE`,
+:data:`BANDED`).
 """
 
 from __future__ import annotations
@@ -21,31 +29,99 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dgbtrf, dgbtrs
 from scipy.sparse.linalg import splu
 
+from sensitivity.ad import nb
+from sensitivity.ode.banded import (
+    band_factor,
+    band_jac_template,
+    band_solve,
+    bandwidths,
+)
 from sensitivity.ode.control import jit, python_twin
 
-
-@jit(twin=True)
-def square(n):
-    """The dense path's (n, n) Jacobian or LU workspace (the patterned paths need none)."""
-    return np.empty((n, n))
+DENSE = np.array([-1.0, -1.0])  # the band entries of opts for the dense layout
 
 
-def no_square(n):
-    """:func:`square` of the banded and sparse paths: their matrices live in scipy objects
+@jit()
+def workspace(n, opts):
+    """Return ``(J, M, piv)``: Jacobian, factor and pivot storage for the band in ``opts``.
+
+    ``opts[-2:] = [kl, ku]``; negative: dense (n, n) arrays. Banded: J (n, kl + ku + 1),
+    M (n, 2 kl + ku + 1) (:mod:`sensitivity.ode.banded`) and ``piv = [.. (n), kl, ku]``.
+    """
+    kl = int(opts[opts.shape[0] - 2])
+    ku = int(opts[opts.shape[0] - 1])
+    if kl < 0:
+        return np.empty((n, n)), np.empty((n, n)), np.zeros(n, np.int64)
+    piv = np.zeros(n + 2, np.int64)
+    piv[n], piv[n + 1] = kl, ku
+    return np.zeros((n, kl + ku + 1)), np.zeros((n, 2 * kl + ku + 1)), piv
+
+
+def no_workspace(n, opts):
+    """:func:`workspace` of the Python-level sets: their matrices live in scipy objects
     (an unused n x n array would be 134 MB at n = 4096)."""
-    return np.empty((0, 0))
+    return np.empty((0, 0)), np.empty((0, 0)), np.zeros(n, np.int64)
 
 
 @jit(twin=True)
 def new_jacobian(jac, t, y, p, J):
-    """Evaluate the dense Jacobian into ``J`` and return it."""
+    """Evaluate the Jacobian into ``J`` (dense, or band storage for a banded ``jac``)."""
     jac(t, y, p, J)
     return J
 
 
-@jit(twin=True)
+@jit()
 def factor(J, c, M, piv):
-    """Factor ``M = I - c J`` in place (LU, partial pivoting); return ``M``."""
+    """Factor ``M = I - c J`` in place (LU, partial pivoting); return ``M``.
+
+    Dense, or banded when ``piv`` carries a band (length n + 2).
+    """
+    n = M.shape[0]
+    if piv.shape[0] > n:
+        band_factor(J, c, M, piv[n], piv[n + 1], piv)
+    else:
+        dense_factor(J, c, M, piv)
+    return M
+
+
+@jit()
+def solve_lu(M, piv, b, x):
+    """Solve ``M x = b`` with the factors of :func:`factor` (``x`` may alias ``b``)."""
+    n = b.shape[0]
+    if piv.shape[0] > n:
+        band_solve(M, piv[n], piv[n + 1], piv, b, x)
+    else:
+        dense_solve(M, piv, b, x)
+
+
+@jit()
+def transposed(A, J, piv):
+    """Set ``J`` to ``A^T``, both in the storage of the layout of ``piv``.
+
+    Dense: (n, n) arrays. Banded: Jacobian storage (n, w) of :mod:`sensitivity.ode.banded`,
+    ``piv`` carrying the band ``(kl, ku)`` of ``A^T`` (``A``'s is ``(ku, kl)``).
+    """
+    n = A.shape[0]
+    if piv.shape[0] > n:
+        kl, ku = piv[n], piv[n + 1]
+        w = kl + ku + 1
+        qw = 0  # q % w
+        for q in range(n):
+            r0 = max(0, q - kl)
+            rw = r0 % w
+            for r in range(r0, min(n, q + ku + 1)):
+                J[q, rw] = A[r, qw]
+                rw = rw + 1 if rw + 1 < w else 0
+            qw = qw + 1 if qw + 1 < w else 0
+    else:
+        for q in range(n):
+            for r in range(n):
+                J[q, r] = A[r, q]
+
+
+@jit()
+def dense_factor(J, c, M, piv):
+    """Dense :func:`factor`: ``M = I - c J`` (n, n), Golub & Van Loan Algorithm 3.4.1."""
     n = J.shape[0]
     for i in range(n):
         for j in range(n):
@@ -70,12 +146,11 @@ def factor(J, c, M, piv):
                 if m != 0.0:
                     for j in range(k + 1, n):
                         M[i, j] -= m * M[k, j]
-    return M
 
 
-@jit(twin=True)
-def solve_lu(M, piv, b, x):
-    """Solve ``M x = b`` with the factors of :func:`factor` (``x`` may alias ``b``)."""
+@jit()
+def dense_solve(M, piv, b, x):
+    """Dense :func:`solve_lu`."""
     n = b.shape[0]
     for i in range(n):
         x[i] = b[i]
@@ -142,41 +217,69 @@ SPARSE = {
     "new_jacobian": sparse_jacobian,
     "factor": sparse_factor,
     "solve_lu": sparse_solve,
-    "square": no_square,
+    "workspace": no_workspace,
 }
 BANDED = {
     "new_jacobian": banded_jacobian,
     "factor": banded_factor,
     "solve_lu": banded_solve,
-    "square": no_square,
+    "workspace": no_workspace,
 }
 MAX_BAND = 32  # banded LU when both bandwidths are at most this, splu otherwise
 
 
-# Below this size the stiff kernels run compiled with a dense LU even when the problem has
-# a sparsity pattern: the banded/sparse LU paths step in Python, which costs more than a
-# dense LU of a small matrix (1-D diffusion, BDF, benchmarks/ode_solve.py sizes: dense
-# compiled 0.4x the banded time at n = 64, 1.2x at 128, 4x at 256; with sensitivities the
-# compiled path wins by 6x at n = 120).
+# Below this size the stiff kernels run compiled with a dense LU when the problem's pattern
+# is not banded: splu steps in Python, which costs more than a dense LU of a small matrix
+# (1-D diffusion, BDF, benchmarks/ode_solve.py sizes: dense compiled 0.4x the Python-level
+# time at n = 64, 1.2x at 128, 4x at 256; with sensitivities the compiled path wins by 6x
+# at n = 120). Banded patterns run compiled with the banded LU at every size.
 DENSE_LU_MAX = 128
 
 
+def band(prob):
+    """Return ``(kl, ku)`` if stiff solves of ``prob`` run the compiled banded LU, else None.
+
+    That is: a Jacobian pattern (``jac_sparsity``) with both bandwidths at most
+    ``MAX_BAND`` and a band narrower than the matrix (else the dense LU costs no more),
+    on a problem with compiled kernels (an :class:`ODEProblem`).
+    """
+    S = getattr(prob, "jac_sparsity", None)
+    if S is None or not getattr(prob, "compile", False) or not hasattr(prob, "kernel"):
+        return None
+    kl, ku = bandwidths(S)
+    return (kl, ku) if max(kl, ku) <= MAX_BAND and kl + ku + 1 < prob.n else None
+
+
+def band_jacobian(prob, kl, ku):
+    """The compiled ``jac(t, y, p, J)`` of ``prob`` filling band storage J (n, kl + ku + 1).
+
+    One kernel of :func:`sensitivity.ode.banded.band_jac_template` per problem, K partials
+    per sweep as for the coloured sparse Jacobian (a power of two, at most ``nb.CHUNK``).
+    """
+    w = kl + ku + 1
+    return prob.kernel(band_jac_template, min(nb.CHUNK, 1 << (w - 1).bit_length()))
+
+
 def sparse_lu(prob):
-    """Whether stiff solves of ``prob`` use its pattern (banded or sparse LU, Python steps)."""
+    """Whether stiff solves of ``prob`` without the compiled banded LU (:func:`band`) use its
+    pattern at Python level (banded LAPACK or sparse LU, Python steps)."""
     return getattr(prob, "jac_sparsity", None) is not None and prob.n > DENSE_LU_MAX
 
 
 def choose(pattern):
-    """Return the override set for a sparsity ``pattern``: BANDED or SPARSE.
+    """Return the Python-level override set for a sparsity ``pattern``: BANDED or SPARSE.
 
     Banded LAPACK LU costs O(n kl (kl + ku)) with no ordering overhead; for the narrow bands
     of 1-D method-of-lines problems it is several times faster than ``splu``, which wins for
     wide bands (2-D and 3-D grids) through its fill-reducing ordering.
     """
-    A = sp.coo_matrix(pattern)
-    kl = (A.row - A.col).max(initial=0)
-    ku = (A.col - A.row).max(initial=0)
-    return BANDED if max(kl, ku) <= MAX_BAND else SPARSE
+    return BANDED if max(bandwidths(pattern)) <= MAX_BAND else SPARSE
+
+
+def with_band(opts, band=None):
+    """``opts`` with the band ``[kl, ku]`` that :func:`workspace` reads appended (dense:
+    ``[-1, -1]``)."""
+    return np.concatenate([opts, DENSE if band is None else np.asarray(band, np.float64)])
 
 
 def run_stiff(
@@ -193,13 +296,16 @@ def run_stiff(
     ev,
     sparse_jac=None,
     pattern=None,
+    band=None,
 ):
     """Run a stiff kernel ``kernel(rhs, jac, g, ...)`` on the right linear algebra.
 
     With a sparsity ``pattern``, its Python twin with the banded or sparse LU of
-    :func:`choose` and ``sparse_jac(t, y)``; compiled, ``native(addresses, ...)``;
+    :func:`choose` and ``sparse_jac(t, y)``; compiled, ``native(addresses, ...)`` (with
+    ``band = (kl, ku)`` the jac address is a banded Jacobian, :func:`band_jacobian`);
     otherwise the twin on the Python callables ``fns = (rhs, g, jac)``.
     """
+    opts = with_band(opts, band)
     if sparse_jac is not None:
         twin = python_twin(kernel, choose(pattern))
         return twin(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
@@ -224,6 +330,7 @@ def run_stiff_sens(
     pattern=None,
     sens=None,
     P=None,
+    band=None,
 ):
     """:func:`run_stiff` for kernels that also take forward sensitivities (BDF, ESDIRK).
 
@@ -232,6 +339,7 @@ def run_stiff_sens(
     sensitivities ``sens`` is ``rhs`` and ``P`` is ``p``.
     """
     P = p if P is None else P
+    opts = with_band(opts, band)
     if sparse_jac is not None or not compiled:
         rhs, g = fns[0], fns[1]
         sens = rhs if sens is None else sens

@@ -49,7 +49,7 @@ from sensitivity.ode.control import (
     pi_factor,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, square
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
 GAMMA = 0.25
@@ -178,7 +178,8 @@ def rodas_dense(y, y_new, U, Q):
 def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` with Rodas4; arguments as ``bdf_solve``.
 
-    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record]``.
+    ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, kl, ku]``
+    (the band as in ``bdf_solve``).
     """
     n = y0.shape[0]
     rtol, atol = tol[0], tol[1:]
@@ -202,7 +203,7 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
             rhs, t0, y, f0, p, direction, 3, rtol, atol, max_step, work[0], work[1]
         )
         counts[0] += 1
-    J, M, piv = square(n), square(n), np.zeros(n, np.int64)
+    J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
     t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
     nonfinite = False
     while direction * (t - t_end) < 0.0:
@@ -302,9 +303,24 @@ class Rodas4:
     needs_jac: bool = True
 
     def run(
-        self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sparse_jac=None, pattern=None
+        self,
+        fns,
+        compiled,
+        t_span,
+        y0,
+        p,
+        tol,
+        opts,
+        t_eval,
+        ev,
+        sparse_jac=None,
+        pattern=None,
+        band=None,
     ):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU)."""
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+
+        ``sparse_jac``, ``pattern`` and ``band`` as in ``BDF.run``.
+        """
         return linsolve.run_stiff(
             rodas_solve,
             rodas_solve_native,
@@ -319,4 +335,5 @@ class Rodas4:
             ev,
             sparse_jac,
             pattern,
+            band,
         )

@@ -329,11 +329,17 @@ def _check_rhs_at_start(rhs, t0, y0, p):
         )
 
 
-def _functions(prob, method, events, compiled):
-    """Return the kernel's function argument: int64 addresses, or the Python callables."""
+def _functions(prob, method, events, compiled, band=None):
+    """Return the kernel's function argument: int64 addresses, or the Python callables.
+
+    With ``band = (kl, ku)`` the Jacobian is the banded one of
+    :func:`sensitivity.ode.linsolve.band_jacobian`.
+    """
     rhs = prob.rhs_kernel
     g = events.g if events is not None else no_events
     jac = getattr(prob, "jac_kernel", None) if getattr(method, "needs_jac", False) else None
+    if band is not None and jac is not None:
+        jac = linsolve.band_jacobian(prob, *band)
     if getattr(method, "needs_jac", False) and jac is None:
         raise ValueError("prob.jac_kernel is required by the stiff methods but is None")
     if not compiled:
@@ -448,6 +454,7 @@ class Solver:
         self.opts = _check_steps(first_step, max_step, max_steps)
         self.opts[3], self.opts[4] = float(save_steps), float(dense)
         self.compiled = _is_compiled(prob, events)
+        self.band = linsolve.band(prob) if self.compiled else None  # stiff methods' LU
         _check_rhs_at_start(prob.rhs_kernel, self.t_span[0], self.y0, self.p)
         empty = np.zeros(0, np.int64)
         self.ev = (events.direction, events.terminal) if events is not None else (empty, empty)
@@ -471,10 +478,14 @@ class Solver:
     def _run(self, meth, p, y0, opts):
         """Run one method's kernel and wrap its trace into a :class:`Solution`."""
         prob, events = self.prob, self.events
+        stiff = getattr(meth, "needs_jac", False)
+        band = self.band if stiff else None
         if id(meth) not in self._fns:
-            self._fns[id(meth)] = _functions(prob, meth, events, self.compiled)
+            self._fns[id(meth)] = _functions(prob, meth, events, self.compiled, band)
         fns, kwargs = self._fns[id(meth)], {}
-        if getattr(meth, "needs_jac", False) and linsolve.sparse_lu(prob):
+        if band is not None:  # compiled banded LU
+            kwargs["band"] = band
+        elif stiff and linsolve.sparse_lu(prob):
             kwargs["sparse_jac"] = prob.jacobian
             kwargs["pattern"] = prob.jac_sparsity
             if not isinstance(fns, tuple):

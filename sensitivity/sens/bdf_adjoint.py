@@ -21,8 +21,9 @@ which is the gradient of the BDF solution with the corrector equations solved ex
 and the step sizes and orders those of the forward solve (the derivative of the
 computed solution up to the Newton tolerance). The step orders are read from the dense
 output (``Q[:, j] = 0`` for ``j >= k``). One Jacobian, one LU of ``I - c J^T`` and one
-``f_p^T w`` per step: banded or sparse LU and the coloured sparse Jacobians for large
-problems with a pattern, dense otherwise.
+``f_p^T w`` per step: for banded patterns (``linsolve.band``) one compiled sweep with the
+banded LU and coloured Jacobians, at any n; for other large patterns a Python-level sweep
+with ``splu`` and the coloured sparse Jacobians; dense otherwise (one compiled sweep).
 
 References
 ----------
@@ -41,6 +42,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dgbtrf, dgbtrs
 from scipy.sparse.linalg import splu
 
+from sensitivity.ad import nb
 from sensitivity.ode import linsolve
 from sensitivity.ode.bdf import ALPHA, DENSE_COEF, GAMMA, MAX_ORDER, U_TABLE, compute_R
 from sensitivity.sens import bdf_adjoint_kernel
@@ -184,10 +186,18 @@ def _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0):
     W = (s[:, None] ** np.arange(1, MAX_ORDER + 1)) @ DENSE_COEF.T  # w_j(s), all j
     W[:, 0] = 1.0
     ybar = np.zeros(prob.n)
-    sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile)
+    band = linsolve.band(prob)  # banded pattern: coloured f_y, f_p and the banded LU
+    if band is None:
+        K, pcol = nb.CHUNK, bdf_adjoint_kernel.no_p_colouring()
+    else:
+        ncol = max(band[0] + band[1] + 1, prob.param_colors[1] if prob.param_colors else prob.m)
+        K = min(nb.CHUNK, 1 << (max(ncol, 1) - 1).bit_length())
+        pcol = bdf_adjoint_kernel.p_colouring(prob, K)
+    band_jac = None if band is None else linsolve.band_jacobian(prob, *band)
+    sweep = bdf_adjoint_kernel.kernel(prob.rhs_kernel, prob.compile, K, band, band_jac)
     Y = np.ascontiguousarray(seg_y)
     G = np.ascontiguousarray(obs_g)
-    pbar = sweep(seg_t, seg_h, Y, orders, p, y0, step, W, G, ybar)
+    pbar = sweep(seg_t, seg_h, Y, orders, p, y0, step, W, G, ybar, pcol)
     return pbar, ybar + obs_g[step < 0].sum(axis=0)
 
 
@@ -217,7 +227,7 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
         raise ValueError("the BDF discrete adjoint needs a BDF solution (anchored at step ends)")
     orders = step_orders(seg_Q)
     step, s = locate(t_obs, seg_t)
-    if not linsolve.sparse_lu(prob):  # small or dense: one compiled sweep
+    if linsolve.band(prob) is not None or not linsolve.sparse_lu(prob):  # compiled sweep
         return _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0)
     lin = _Linear(prob, p)
     Dbar = np.zeros((MAX_ORDER + 2, prob.n))

@@ -422,13 +422,16 @@ class _Chunk:
         """The function arguments of the BDF/ESDIRK kernels with the staggered corrector."""
         prob, aug = self.owner.prob, self.aug
         kwargs = dict(n_y=self.n, n_err=aug.n if self.owner.error_control == "full" else self.n)
-        if linsolve.sparse_lu(prob):
+        band = linsolve.band(prob) if self.solver.compiled else None  # compiled banded LU
+        if band is None and linsolve.sparse_lu(prob):
             fns = (prob.rhs_kernel, no_events, None)
             kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
             return fns, False, kwargs
         if self.solver.compiled:
-            fns = ode_solve._functions(prob, meth, None, True)
+            fns = ode_solve._functions(prob, meth, None, True, band)
             kwargs["sens"] = np.array(addresses(aug.rhs_kernel, RHS_SIG), dtype=np.int64)
+            if band is not None:
+                kwargs["band"] = band
             return fns, True, kwargs
         kwargs["sens"] = aug.rhs_kernel
         return (prob.rhs_kernel, no_events, prob.jac_kernel), False, kwargs
