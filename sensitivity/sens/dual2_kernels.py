@@ -1,0 +1,98 @@
+"""Second-order kernels: directional derivatives of the sensitivity right-hand side.
+
+With ``G(y, p) = f_y S + f_p S_p`` (the right-hand side of the forward
+sensitivities ``S' = G``), one evaluation of the user's ``f`` on the
+second-order duals of :mod:`sensitivity.ad.nb_dual2` seeded as
+
+    y = (y + S ε) + (u + W ε) δ,     p = (p + S_p ε) + (u_p + W_p ε) δ
+
+returns, for the K columns of ``S`` at once::
+
+    f                                       value
+    G  = f_y S + f_p S_p                    ε-partials (n, K)
+    fd = f_y u + f_p u_p                    δ-partial (n,)
+    dG = d/dδ G(y + δ u, p + δ u_p) + f_y W + f_p W_p
+       = f_yy[u, S] + f_yp[u, S_p] + f_py[u_p, S] + f_pp[u_p, S_p] + f_y W + f_p W_p
+
+With ``W = W_p = 0``, ``dG`` is the directional derivative of ``G`` along
+``(u, u_p)`` (exact Hessian-vector products); with ``u_p = 0`` and ``W = U``,
+``(fd, dG)`` is the Jacobian of the augmented system ``(y, S) -> (f, G)`` applied
+to ``(u, U)``, what a Rosenbrock stage of the sensitivities needs.
+
+Kernels are built as :mod:`sensitivity.sens.templates` builds the others: the
+template's globals bind the compiled ``f`` and ``K``, the name carries ``f``'s
+fingerprint (and the dual types' stamp), numba caches it on disk, and with
+``compile=False`` (or ``NUMBA_DISABLE_JIT=1``) the same template runs on the
+nested numpy-level duals of :mod:`sensitivity.ad.dual` (ε tag ``TAG``, δ tag
+``TAG2 > TAG``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+
+from sensitivity.ad.core import new_tag
+from sensitivity.ad.nb_dual2_array import dual2_array_k
+from sensitivity.sens import templates
+
+__all__ = ["second_order_kernel"]
+
+# template globals, bound per kernel (declared for linters; never used here)
+rhs = None
+K = 0
+TAG = 0
+TAG2 = 0
+
+
+def _second_order(t, y, p, S, Sp, u, up, W, Wp, f, G, fd, dG):
+    # y, p, u, up, f, fd (n,) or (m,); S, Sp, W, Wp, G, dG (n, K) or (m, K), rows contiguous.
+    # The outputs are views of the caller's arrays: f writes them directly.
+    yd = dual2_array_k(y, S, u, W, TAG, TAG2, K)
+    pd = dual2_array_k(p, Sp, up, Wp, TAG, TAG2, K)
+    out = dual2_array_k(f, G, fd, dG, TAG, TAG2, K)
+    rhs(t, yd, pd, out)
+
+
+def _second_order_y(t, y, p, S, u, W, f, G, fd, dG):
+    # As _second_order with p a plain float array (S_p = u_p = W_p = 0): cheaper.
+    yd = dual2_array_k(y, S, u, W, TAG, TAG2, K)
+    out = dual2_array_k(f, G, fd, dG, TAG, TAG2, K)
+    rhs(t, yd, p, out)
+
+
+@lru_cache(maxsize=256)
+def second_order_kernel(f, K, compile=True, wrt_p=True):
+    """Return the second-order kernel of ``f`` for K sensitivity columns.
+
+    Parameters
+    ----------
+    f : numba dispatcher or function
+        The compiled right-hand side (``prob.rhs_kernel`` or
+        :func:`sensitivity.ad.nb.compile_rhs`), or the Python function when
+        ``compile`` is False.
+    K : int
+        Columns of ``S`` carried at once (1 ... 64).
+    compile : bool
+        False runs the template as plain Python on nested numpy-level duals.
+    wrt_p : bool
+        True: ``kernel(t, y, p, S, Sp, u, up, W, Wp, f, G, fd, dG)``.
+        False: ``kernel(t, y, p, S, u, W, f, G, fd, dG)`` with ``p`` held
+        constant (S_p = u_p = W_p = 0), one dual array fewer.
+
+    Returns
+    -------
+    callable
+        Fills ``f`` (n,), ``G`` (n, K), ``fd`` (n,), ``dG`` (n, K) as in the
+        module docstring; arrays of shape (n, K) and (m, K) must have
+        contiguous rows. An ``njit`` dispatcher, or a Python function when
+        ``compile`` is False.
+    """
+    python = not compile or numba.config.DISABLE_JIT
+    tag = new_tag() if python else 0
+    tag2 = new_tag() if python else 0  # the δ differentiation encloses the ε one
+    tmpl, label = (_second_order, "so") if wrt_p else (_second_order_y, "so_y")
+    return templates.build(
+        tmpl, f, K, compile, label, TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k
+    )
