@@ -32,12 +32,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numba
+import numpy as np
 
 from sensitivity.ad.core import new_tag
 from sensitivity.ad.nb_dual2_array import dual2_array_k
 from sensitivity.sens import templates
 
-__all__ = ["second_order_kernel"]
+__all__ = ["aug_jvp_kernel", "second_order_kernel"]
 
 # template globals, bound per kernel (declared for linters; never used here)
 rhs = None
@@ -60,6 +61,41 @@ def _second_order_y(t, y, p, S, u, W, f, G, fd, dG):
     yd = dual2_array_k(y, S, u, W, TAG, TAG2, K)
     out = dual2_array_k(f, G, fd, dG, TAG, TAG2, K)
     rhs(t, yd, p, out)
+
+
+def _aug_jvp(t, Y, P, V, dY):
+    # J_aug V for the augmented system [y, S]' = [f, f_y S + f_p E]: Y = [y (n), S (n, K)
+    # row-major], P = [p (m), E (m, K)], V = [u (n), U (n, K)] give
+    # dY = [f_y u, f_yy[u, S] + f_py[u, E] + f_y U] (the block lower-triangular Jacobian).
+    n = Y.shape[0] // (K + 1)
+    m = P.shape[0] // (K + 1)
+    yd = dual2_array_k(Y[:n], Y[n:].reshape((n, K)), V[:n], V[n:].reshape((n, K)), TAG, TAG2, K)
+    pd = dual2_array_k(P[:m], P[m:].reshape((m, K)), np.zeros(m), np.zeros((m, K)), TAG, TAG2, K)
+    out = dual2_array_k(
+        np.empty(n), np.empty((n, K)), dY[:n], dY[n:].reshape((n, K)), TAG, TAG2, K
+    )
+    rhs(t, yd, pd, out)
+
+
+def _tags(compile):
+    python = not compile or numba.config.DISABLE_JIT
+    tag = new_tag() if python else 0
+    return tag, (new_tag() if python else 0)  # the δ differentiation encloses the ε one
+
+
+@lru_cache(maxsize=256)
+def aug_jvp_kernel(f, K, compile=True):
+    """Return ``aug_jvp(t, Y, P, V, dY)``: the augmented system's Jacobian times V.
+
+    For the forward-sensitivity system ``[y, S]' = [f, f_y S + f_p E]`` on the layouts of
+    :func:`sensitivity.sens.kernels.sens_rhs_kernel` (``Y`` and ``V`` (n (K+1),), ``P``
+    (m (K+1),)), ``dY = [f_y u, f_yy[u, S] + f_py[u, E] + f_y U]`` for ``V = [u, U]``:
+    one evaluation of f on second-order duals. Arguments as :func:`second_order_kernel`.
+    """
+    tag, tag2 = _tags(compile)
+    return templates.build(
+        _aug_jvp, f, K, compile, "aug_jvp", TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k
+    )
 
 
 @lru_cache(maxsize=256)
@@ -89,9 +125,7 @@ def second_order_kernel(f, K, compile=True, wrt_p=True):
         contiguous rows. An ``njit`` dispatcher, or a Python function when
         ``compile`` is False.
     """
-    python = not compile or numba.config.DISABLE_JIT
-    tag = new_tag() if python else 0
-    tag2 = new_tag() if python else 0  # the δ differentiation encloses the ε one
+    tag, tag2 = _tags(compile)
     tmpl, label = (_second_order, "so") if wrt_p else (_second_order_y, "so_y")
     return templates.build(
         tmpl, f, K, compile, label, TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k
