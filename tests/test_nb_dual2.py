@@ -25,7 +25,7 @@ from sensitivity.ad.nb_dual2 import make_dual2
 from sensitivity.ad.nb_dual2_array import dual2_array_k, dual2_parts
 from sensitivity.ad.nb_ops import UNSUPPORTED, _targets
 from sensitivity.ad.rules import RULES
-from sensitivity.sens.dual2_kernels import second_order_kernel
+from sensitivity.sens.dual2_kernels import aug_jvp_kernel, second_order_kernel
 from tests.rhs_suite import SUITE, RHSCase, reference_jacobians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -372,3 +372,22 @@ def test_numba_disabled_matches_compiled():
     for name in on:
         for a, b in zip(off[name], on[name]):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_augmented_jvp_layout(compile, compiled):
+    # aug_jvp on the flat layouts of the sensitivity system equals the second-order kernel
+    case, K = CASES[0], 3
+    fn = compiled[case.name] if compile else case.f
+    t, y, p = case.point()
+    S, Sp, u, up, W, Wp = _seeds(case, K)
+    n, N = case.n, case.n * (K + 1)
+    out = np.full(2 * N, np.nan)
+    Y, P = np.concatenate([y, S.ravel()]), np.concatenate([p, Sp.ravel()])
+    V = np.concatenate([u, W.ravel(), up, Wp.ravel()])
+    aug_jvp_kernel(fn, K, compile)(t, Y, P, V, out)
+    ref = _outputs(n, K)
+    second_order_kernel(fn, K, compile)(t, y, p, S, Sp, u, up, W, Wp, *ref)
+    got = (out[:n], out[n:N].reshape(n, K), out[N : N + n], out[N + n :].reshape(n, K))
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)

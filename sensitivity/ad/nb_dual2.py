@@ -305,23 +305,7 @@ def _ternary(fp, d0, d1, d2, ta, tb, tc):
 
 
 def _register(target, nin, make):
-    if nin == 1:
-
-        @overload(target, target="cpu", jit_options=_JIT)
-        def ov1(x):
-            return make(x) if _is2(x) else None
-
-    elif nin == 2:
-
-        @overload(target, target="cpu", jit_options=_JIT)
-        def ov2(a, b):
-            return make(a, b)
-
-    else:
-
-        @overload(target, target="cpu", jit_options=_JIT)
-        def ov3(a, b, c):
-            return make(a, b, c)
+    nb_ops._register(target, nin, make, unary=_is2)
 
 
 _PRIMAL = {"erf": math.erf, "erfc": math.erfc}  # the Dual{K} overloads' primals

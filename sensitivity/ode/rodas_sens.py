@@ -12,12 +12,12 @@ splits into the y-stage with the plain method's LU of ``I - γ h J`` and K colum
 
     (I - γ h J) V_i = γ h (G(Z_i) + sum_j C_ij V_j / h + h d_i G_t) + γ h B u_i
 
-with the *same* LU; ``B u_i`` (together with ``J`` applied to nothing else) is one
-evaluation of f on second-order duals (``jvp(t, Z, P, [u_i, 0], out)``,
-:func:`sensitivity.sens.dual2_kernels.aug_jvp_kernel`) at the step's start, where J is
-taken. ``F_t`` is the plain method's one-sided difference applied to F, so its S part is
-the exact derivative of the y part's difference. With the steps held fixed the result is
-therefore the exact derivative of the Rodas4 solution map (internal differentiation).
+with the *same* LU; ``B u_i`` is one evaluation of f on second-order duals
+(``jvp(t, Z, P, [u_i, 0, 0, 0], out)``, :func:`sensitivity.sens.dual2_kernels.aug_jvp_kernel`)
+at the step's start, where J is taken. ``F_t`` is the plain method's one-sided difference
+applied to F, so its S part is the exact derivative of the y part's difference. With the
+steps held fixed the result is therefore the exact derivative of the Rodas4 solution map
+(internal differentiation).
 
 ``opts = [first_step, max_step, max_steps, save_steps, record, n_y, n_err]`` as for
 :func:`sensitivity.ode.esdirk.esdirk_solve`: the error norm covers the first ``n_err``
@@ -83,16 +83,17 @@ def aug_jacobian_and_ft(sens, jac, t, Z, F0, p, P, J, Ft, work, n):
 
 
 @jit(twin=True)
-def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, n):
+def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, n):
     """The six augmented stages into ``U`` (6, N); returns (last stage, bad index).
 
-    ``work`` rows: 0 stage state, 1 F, 2 direction [u_i, 0], 3 J_aug [u_i, 0], 4 a column.
+    ``work`` rows: 0 stage state, 1 F, 2 the K columns; ``V`` (N + len(P),) the
+    direction ``[u_i, 0, 0, 0]`` of ``jvp``, ``JV`` (2 N,) its output.
     """
     N = Z.shape[0]
     K = N // n - 1
-    z, F, V, dV, col = work[0], work[1], work[2], work[3], work[4]
+    z, F, col = work[0], work[1], work[2]
     gh = GAMMA * h
-    V[n:] = 0.0
+    V[:] = 0.0
     for i in range(6):
         if i == 0:
             copy1(F, F0)
@@ -105,10 +106,10 @@ def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, n):
             return i, bad
         solve_lu(M, piv, Ui[:n], Ui[:n])  # y stage: (I - gamma h J) u_i = gamma h rhs_i
         V[:n] = Ui[:n]
-        jvp(t, Z, P, V, dV)  # [J u_i, B u_i]
+        jvp(t, Z, P, V, JV)  # second half: [J u_i, B u_i]
         for r in range(n):
             for k in range(K):
-                col[k * n + r] = Ui[n + r * K + k] + gh * dV[n + r * K + k]
+                col[k * n + r] = Ui[n + r * K + k] + gh * JV[N + n + r * K + k]
         for k in range(K):  # the K sensitivity columns, with the same LU
             solve_lu(M, piv, col[k * n : (k + 1) * n], col[k * n : (k + 1) * n])
         for r in range(n):
@@ -130,7 +131,8 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
     Z, Z_new, F0, Ft = y0.copy(), np.empty(N), np.empty(N), np.empty(N)
-    U, work = np.empty((6, N)), np.empty((5, N))
+    U, work = np.empty((6, N)), np.empty((3, N))
+    V, JV = np.zeros(N + P.shape[0]), np.empty(2 * N)  # the jvp's direction and output
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((N, 3))
@@ -167,7 +169,7 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
             t_jac = t
         M = factor(J, GAMMA * h, M, piv)
         counts[2] += 1
-        last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, n)
+        last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, n)
         counts[0] += last
         if bad >= 0:
             info[0], info[1], nonfinite = t + C[last] * h, bad, True

@@ -32,11 +32,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numba
-import numpy as np
 
 from sensitivity.ad.core import new_tag
 from sensitivity.ad.nb_dual2_array import dual2_array_k
 from sensitivity.sens import templates
+from sensitivity.sens.forward_kernels import view2d
 
 __all__ = ["aug_jvp_kernel", "second_order_kernel"]
 
@@ -63,18 +63,26 @@ def _second_order_y(t, y, p, S, u, W, f, G, fd, dG):
     rhs(t, yd, p, out)
 
 
-def _aug_jvp(t, Y, P, V, dY):
-    # J_aug V for the augmented system [y, S]' = [f, f_y S + f_p E]: Y = [y (n), S (n, K)
-    # row-major], P = [p (m), E (m, K)], V = [u (n), U (n, K)] give
-    # dY = [f_y u, f_yy[u, S] + f_py[u, E] + f_y U] (the block lower-triangular Jacobian).
+def _aug_jvp(t, Y, P, V, out):
+    # J_aug V for the augmented system [y, S]' = [f, f_y S + f_p E]. Layouts: Y = [y (n),
+    # S (n, K) row-major], P = [p (m), E (m, K)], V = [u (n), U (n, K), u_p (m), W_p (m, K)],
+    # out (2 N): [f, G] then dY = [f_y u + f_p u_p, f_yy[u, S] + f_yp.. + f_y U + f_p W_p].
+    # Caller-owned buffers: no allocation per call (it runs once per Rosenbrock stage).
     n = Y.shape[0] // (K + 1)
     m = P.shape[0] // (K + 1)
-    yd = dual2_array_k(Y[:n], Y[n:].reshape((n, K)), V[:n], V[n:].reshape((n, K)), TAG, TAG2, K)
-    pd = dual2_array_k(P[:m], P[m:].reshape((m, K)), np.zeros(m), np.zeros((m, K)), TAG, TAG2, K)
-    out = dual2_array_k(
-        np.empty(n), np.empty((n, K)), dY[:n], dY[n:].reshape((n, K)), TAG, TAG2, K
-    )
-    rhs(t, yd, pd, out)
+    N = Y.shape[0]
+    a, b = view2d(Y, n, n, K), view2d(V, n, n, K)
+    yd = dual2_array_k(Y[:n], a, V[:n], b, TAG, TAG2, K)
+    a, b = view2d(P, m, m, K), view2d(V, N + m, m, K)
+    pd = dual2_array_k(P[:m], a, V[N : N + m], b, TAG, TAG2, K)
+    a, b = view2d(out, n, n, K), view2d(out, N + n, n, K)
+    res = dual2_array_k(out[:n], a, out[N : N + n], b, TAG, TAG2, K)
+    rhs(t, yd, pd, res)
+
+
+def _view2d_python(a, start, rows, cols):
+    # forward_kernels.view2d for the plain-Python kernels
+    return a[start : start + rows * cols].reshape((rows, cols))
 
 
 def _tags(compile):
@@ -85,17 +93,23 @@ def _tags(compile):
 
 @lru_cache(maxsize=256)
 def aug_jvp_kernel(f, K, compile=True):
-    """Return ``aug_jvp(t, Y, P, V, dY)``: the augmented system's Jacobian times V.
+    """Return ``aug_jvp(t, Y, P, V, out)``: the augmented system's Jacobian times V.
 
-    For the forward-sensitivity system ``[y, S]' = [f, f_y S + f_p E]`` on the layouts of
-    :func:`sensitivity.sens.kernels.sens_rhs_kernel` (``Y`` and ``V`` (n (K+1),), ``P``
-    (m (K+1),)), ``dY = [f_y u, f_yy[u, S] + f_py[u, E] + f_y U]`` for ``V = [u, U]``:
-    one evaluation of f on second-order duals. Arguments as :func:`second_order_kernel`.
+    For the forward-sensitivity system ``[y, S]' = [f, G]``, ``G = f_y S + f_p E``, on the
+    layouts of :func:`sensitivity.sens.kernels.sens_rhs_kernel` (``Y`` (N,) = [y, S],
+    ``P`` (m (K+1),) = [p, E], N = n (K+1)) and a direction ``V`` (N + m (K+1),) =
+    ``[u, U, u_p, W_p]``, fills ``out`` (2 N,) with ``[f, G]`` and then
+    ``[f_y u + f_p u_p, d/dδ G(y + δ u, p + δ u_p) + f_y U + f_p W_p]``: one evaluation
+    of f on second-order duals. With ``u_p = W_p = 0`` the second half is the
+    block lower-triangular ``J_aug [u, U] = [J u, B u + J U]``. All arrays C-contiguous.
+    Arguments as :func:`second_order_kernel`.
     """
     tag, tag2 = _tags(compile)
+    python = not compile or numba.config.DISABLE_JIT
     return templates.build(
-        _aug_jvp, f, K, compile, "aug_jvp", TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k
-    )
+        _aug_jvp, f, K, compile, "aug_jvp", TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k,
+        view2d=_view2d_python if python else view2d,
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=256)

@@ -15,10 +15,13 @@ right-hand side comes from *one* compiled dual evaluation of the user's f
   has converged, the sensitivities solve the linear corrector equations with the
   same factorised iteration matrix (:func:`sensitivity.ode.bdf.sens_corrector`);
   they run no Newton iteration of their own.
-* Rosenbrock methods (Rodas4) are not supported: their sensitivity stages need
-  the Jacobian of the augmented system, whose lower-left block holds the second
-  derivatives ``d(J S + f_p)/dy`` and ``d(J S + f_p)/dp`` (nested duals); use BDF
-  or ESDIRK.
+* Rodas4 (Rosenbrock) integrates ``[y, S]`` with the exact augmented Jacobian
+  ``[[J, 0], [d(J S + f_p E)/dy, J]]``: each stage solves the y-stage with the plain
+  method's LU, then the K sensitivity columns with the same LU, the lower-left block
+  applied to the y-stage by one evaluation of f on second-order (nested) duals
+  (:mod:`sensitivity.ode.rodas_sens`). With the steps held fixed this is the exact
+  derivative of the Rodas4 solution (internal differentiation). Dense LU only: a
+  problem whose pattern selects the banded/sparse LU is refused (use BDF or ESDIRK).
 
 Parameters that enter through ``t_span`` (``wrt`` including ``"t_span"``, or
 ``t_span_dp``): with the output times held fixed, ``dy(t)/dt0 = -S_y0(t) f(t0, y0)``
@@ -125,7 +128,7 @@ def forward_sensitivity(
         Differentiate with respect to the parameters, the initial values, both, and/or
         the ends of ``t_span`` (module doc).
     method : str
-        As :func:`sensitivity.solve` (explicit methods, ``"BDF"``, ``"ESDIRK"``; not
+        As :func:`sensitivity.solve` (explicit methods, ``"BDF"``, ``"ESDIRK"``,
         ``"Rodas4"``); ``"auto"`` picks as ``solve`` does.
     rtol, atol : float (atol also shape (n,))
         Tolerances of the solve.
@@ -150,7 +153,8 @@ def forward_sensitivity(
     ------
     ValueError
         For an unknown ``wrt`` or ``error_control``, ``chunk < 1``, non-finite
-        parameters, badly shaped ``y0_dp``/``t_span_dp``, or ``method="Rodas4"``.
+        parameters, badly shaped ``y0_dp``/``t_span_dp``, or ``method="Rodas4"`` on a
+        problem whose Jacobian pattern selects the banded/sparse LU.
 
     See Also
     --------
