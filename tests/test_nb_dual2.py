@@ -25,7 +25,9 @@ from sensitivity.ad.nb_dual2 import make_dual2
 from sensitivity.ad.nb_dual2_array import dual2_array_k, dual2_parts
 from sensitivity.ad.nb_ops import UNSUPPORTED, _targets
 from sensitivity.ad.rules import RULES
+from sensitivity.ode.problem import ODEProblem
 from sensitivity.sens.dual2_kernels import aug_jvp_kernel, second_order_kernel
+from sensitivity.sens.forward import forward_sensitivity
 from tests.rhs_suite import SUITE, RHSCase, reference_jacobians
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -354,6 +356,10 @@ def numba_off_outputs():
             res = _outputs(case.n, K)
             second_order_kernel(nb.compile_rhs(case.f), K)(t, y, p, *_seeds(case, K), *res)
             out[case.name] = [a.tolist() for a in res]
+    # Rodas4 sensitivities: the kernel's Python twin with the augmented JVP on numpy duals
+    prob = ODEProblem(CASES[0].f, [1.0, 1.0], (0.0, 1.0), [1.5, 1.0, 3.0, 1.0])
+    fs = forward_sensitivity(prob, t_eval=[0.5, 1.0], method="Rodas4", rtol=1e-6, atol=1e-8)
+    out["rodas4"] = [fs.dy_dp.tolist()]
     return out
 
 
@@ -368,7 +374,7 @@ def test_numba_disabled_matches_compiled():
     assert proc.returncode == 0, proc.stderr[-3000:]
     off = json.loads(proc.stdout.strip().splitlines()[-1])
     on = numba_off_outputs()
-    assert set(off) == set(on) == {"lotka_volterra", "stencil", "helper_call"}
+    assert set(off) == set(on) == {"lotka_volterra", "stencil", "helper_call", "rodas4"}
     for name in on:
         for a, b in zip(off[name], on[name]):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13, err_msg=name)
