@@ -271,26 +271,11 @@ def _binary(fp, d0, d1, ta, tb):
     return impl
 
 
-@njit(inline="always")
-def _first2(a, b, c):
-    return a
-
-
-@njit(inline="always")
-def _second2(a, b, c):
-    return b
-
-
-@njit(inline="always")
-def _third2(a, b, c):
-    return c
-
-
 def _ternary(fp, d0, d1, d2, ta, tb, tc):
     # clip: every argument promoted to Dual2 (see the module docstring)
     if not _mixes(ta, tb, tc):
         return None
-    pick = _first2 if _is2(ta) else (_second2 if _is2(tb) else _third2)
+    pick = nb_ops._pick_a if _is2(ta) else (nb_ops._pick_b if _is2(tb) else nb_ops._pick_c)
 
     def impl(a, b, c):
         like = pick(a, b, c)

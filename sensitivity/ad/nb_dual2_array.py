@@ -209,33 +209,30 @@ def _dot(a, b):
     return impl
 
 
-def _pack2(K):
-    @njit(inline="always")
-    def pack(va, ea, vb, eb):
-        return pack_dual2_array(pack_dual_array(va, ea, 0, K), pack_dual_array(vb, eb, 0, K))
+def _alloc2(K, fill):
+    """An njit ``alloc(n)``: a new DualArray2{K} of length n, its four arrays from ``fill``."""
 
-    return pack
+    @njit(inline="always")
+    def alloc(n):
+        A = pack_dual_array(fill(n), fill((n, K)), 0, K)
+        return pack_dual2_array(A, pack_dual_array(fill(n), fill((n, K)), 0, K))
+
+    return alloc
 
 
 @overload(np.empty_like, target="cpu")
 def _empty_like(a):
     if _is_arr2(a):
-        pack = _pack2(a.K)
-        K = a.K
-        return lambda a: pack(
-            np.empty(len(a)), np.empty((len(a), K)), np.empty(len(a)), np.empty((len(a), K))
-        )
+        alloc = _alloc2(a.K, np.empty)
+        return lambda a: alloc(len(a))
     return None
 
 
 @overload(np.zeros_like, target="cpu")
 def _zeros_like(a):
     if _is_arr2(a):
-        pack = _pack2(a.K)
-        K = a.K
-        return lambda a: pack(
-            np.zeros(len(a)), np.zeros((len(a), K)), np.zeros(len(a)), np.zeros((len(a), K))
-        )
+        alloc = _alloc2(a.K, np.zeros)
+        return lambda a: alloc(len(a))
     return None
 
 
@@ -252,11 +249,8 @@ def _similar(y, *like):
         return None
     if len({a.K for a in kinds if not isinstance(a, types.Array)}) != 1:
         return None
-    pack = _pack2(next(a for a in kinds if _is_arr2(a)).K)
-    K = next(a for a in kinds if _is_arr2(a)).K
-    return lambda y, *like: pack(
-        np.zeros(len(y)), np.zeros((len(y), K)), np.zeros(len(y)), np.zeros((len(y), K))
-    )
+    alloc = _alloc2(next(a for a in kinds if _is_arr2(a)).K, np.zeros)
+    return lambda y, *like: alloc(len(y))
 
 
 # ---- building and reading second-order dual arrays (compiled and plain Python) -------------
@@ -339,7 +333,6 @@ def empty_dual2(like, n):
 @overload(empty_dual2, target="cpu")
 def _empty_dual2(like, n):
     if _is_arr2(like) and isinstance(n, types.Integer):
-        pack = _pack2(like.K)
-        K = like.K
-        return lambda like, n: pack(np.empty(n), np.empty((n, K)), np.empty(n), np.empty((n, K)))
+        alloc = _alloc2(like.K, np.empty)
+        return lambda like, n: alloc(n)
     return None
