@@ -123,6 +123,32 @@ def test_plain_python_right_hand_side_gives_the_same_sensitivities():
     np.testing.assert_allclose(fs.dy_dy0, ref.dy_dy0, rtol=1e-12, atol=1e-12)
 
 
+def test_heat_lower_block_applied_stage_by_stage():
+    # n = 8 > B_COLUMNS_MAX: B u_i from one second-order sweep per stage, not from a B
+    # built per Jacobian (the small problems above take that path)
+    from sensitivity.ode import rodas_sens
+
+    n, ts, h = 8, np.array([0.02, 0.05]), 2.5e-3
+    x = (np.arange(n) + 0.5) / n
+    k0 = 1.0 + 0.5 * x
+
+    def make(k, compile=True):
+        return ODEProblem(heat, np.sin(np.pi * x), (0.0, 0.05), k, compile=compile)
+
+    kw = dict(t_eval=ts, method="Rodas4", rtol=1e10, atol=1e10, first_step=h, max_step=h)
+    fs = forward_sensitivity(make(k0), **kw)
+    assert fs.success and n > rodas_sens.B_COLUMNS_MAX
+    cols = []
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = 1e-4
+        cols.append((_fixed(make, k0 + e, ts, h).y - _fixed(make, k0 - e, ts, h).y) / 2e-4)
+    ref = np.stack(cols, -1)
+    np.testing.assert_allclose(fs.dy_dp, ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    twin = forward_sensitivity(make(k0, compile=False), **kw)  # Python twin, numpy duals
+    np.testing.assert_allclose(twin.dy_dp, fs.dy_dp, rtol=1e-12, atol=1e-13)
+
+
 def test_patterned_problem_is_refused(patterned_lu):
     n = 6
     pattern = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n), format="csr")

@@ -14,8 +14,10 @@ splits into the y-stage with the plain method's LU of ``I - γ h J`` and K colum
 
 with the *same* LU; ``B u_i`` is one evaluation of f on second-order duals
 (``jvp(t, Z, P, [u_i, 0, 0, 0], out)``, :func:`sensitivity.sens.dual2_kernels.aug_jvp_kernel`)
-at the step's start, where J is taken. ``F_t`` is the plain method's one-sided difference
-applied to F, so its S part is the exact derivative of the y part's difference. With the
+at the step's start, where J is taken (for n <= 5 the block B is built instead, with n
+such evaluations per Jacobian, and applied to each u_i). ``F_t`` is the plain method's
+one-sided difference applied to F, so its S part is the exact derivative of the y part's
+difference. With the
 steps held fixed the result is therefore the exact derivative of the Rodas4 solution map
 (internal differentiation).
 
@@ -82,16 +84,33 @@ def aug_jacobian_and_ft(sens, jac, t, Z, F0, p, P, J, Ft, work, n):
     return J, nfev
 
 
+B_COLUMNS_MAX = 5  # n up to which B is built once per Jacobian (n sweeps < 6 stage sweeps)
+
+
 @jit(twin=True)
-def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, n):
+def lower_block(jvp, t, Z, P, V, JV, B, n):
+    """Fill ``B`` (n K, n): the lower-left block of J_aug, one second-order sweep per column."""
+    N = Z.shape[0]
+    V[:] = 0.0
+    for j in range(n):
+        V[j] = 1.0
+        jvp(t, Z, P, V, JV)
+        V[j] = 0.0
+        for q in range(N - n):
+            B[q, j] = JV[N + n + q]
+
+
+@jit(twin=True)
+def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n):
     """The six augmented stages into ``U`` (6, N); returns (last stage, bad index).
 
-    ``work`` rows: 0 stage state, 1 F, 2 the K columns; ``V`` (N + len(P),) the
-    direction ``[u_i, 0, 0, 0]`` of ``jvp``, ``JV`` (2 N,) its output.
+    ``work`` rows: 0 stage state, 1 F, 2 the K columns, 3 B u_i. ``B`` (n K, n) is the
+    lower-left block of J_aug when built (small n), else empty and ``B u_i`` comes from
+    ``jvp`` with direction ``V`` (N + len(P),) = ``[u_i, 0, 0, 0]`` into ``JV`` (2 N,).
     """
     N = Z.shape[0]
     K = N // n - 1
-    z, F, col = work[0], work[1], work[2]
+    z, F, col, Bu = work[0], work[1], work[2], work[3]
     gh = GAMMA * h
     V[:] = 0.0
     for i in range(6):
@@ -105,11 +124,20 @@ def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, n):
         if bad >= 0:
             return i, bad
         solve_lu(M, piv, Ui[:n], Ui[:n])  # y stage: (I - gamma h J) u_i = gamma h rhs_i
-        V[:n] = Ui[:n]
-        jvp(t, Z, P, V, JV)  # second half: [J u_i, B u_i]
+        if B.shape[0] > 0:
+            for q in range(N - n):
+                acc = 0.0
+                for j in range(n):
+                    acc += B[q, j] * Ui[j]
+                Bu[q] = acc
+        else:
+            V[:n] = Ui[:n]
+            jvp(t, Z, P, V, JV)  # second half: [J u_i, B u_i]
+            for q in range(N - n):
+                Bu[q] = JV[N + n + q]
         for r in range(n):
             for k in range(K):
-                col[k * n + r] = Ui[n + r * K + k] + gh * JV[N + n + r * K + k]
+                col[k * n + r] = Ui[n + r * K + k] + gh * Bu[r * K + k]
         for k in range(K):  # the K sensitivity columns, with the same LU
             solve_lu(M, piv, col[k * n : (k + 1) * n], col[k * n : (k + 1) * n])
         for r in range(n):
@@ -131,8 +159,9 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
     Z, Z_new, F0, Ft = y0.copy(), np.empty(N), np.empty(N), np.empty(N)
-    U, work = np.empty((6, N)), np.empty((3, N))
+    U, work = np.empty((6, N)), np.empty((4, N))
     V, JV = np.zeros(N + P.shape[0]), np.empty(2 * N)  # the jvp's direction and output
+    B = np.empty((N - n, n)) if n <= B_COLUMNS_MAX else np.empty((0, n))
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((N, 3))
@@ -165,11 +194,14 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
         if t_jac != t:
             J, nf = aug_jacobian_and_ft(sens, jac, t, Z, F0, p, P, J, Ft, work[0], n)
             counts[0] += nf
+            if B.shape[0] > 0:
+                lower_block(jvp, t, Z, P, V, JV, B, n)
+                counts[0] += n
             counts[1] += 1
             t_jac = t
         M = factor(J, GAMMA * h, M, piv)
         counts[2] += 1
-        last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, n)
+        last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n)
         counts[0] += last
         if bad >= 0:
             info[0], info[1], nonfinite = t + C[last] * h, bad, True
