@@ -6,7 +6,9 @@ Robertson (3 parameters, outputs 0.4*10^k to 4e10, rtol 1e-4, atol (1e-8, 1e-14,
 Ours: ``SensitivitySolver`` (validated once, then called) and the one-shot
 ``forward_sensitivity``, each against our own plain solve (``Solver``; the one-shot call
 against the one-shot ``solve``, both validating their arguments), with no hand-written
-derivative code. Robertson also runs through ESDIRK (TR-BDF2), against its own plain solve.
+derivative code. Robertson also runs through ESDIRK (TR-BDF2) and both problems through
+Rodas4 (Rosenbrock stages of the augmented system, second-order duals), each against its
+own plain solve.
 Peers: central finite differences of scipy ``solve_ivp``;
 hand-written augmented sensitivity systems in scipy (RK45, LSODA, BDF); CasADi's CVODES
 forward sensitivities when casadi is installed (numbalsoda does not build here).
@@ -204,6 +206,13 @@ def lotka(repeat):
         run = casadi_sens("lv", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (median_time(run, r), error(run(), ref))
     pairs = {"ours: forward_sensitivity() one-shot, full": "ours: solve() plain, one-shot"}
+    plain = Solver(prob, "Rodas4", ts, rtol, atol)
+    rows["ours: Solver() plain solve, Rodas4"] = (median_time(plain, repeat), 0.0)
+    for ec in ("partial", "full"):
+        sv = SensitivitySolver(prob, ts, "p", "Rodas4", rtol, atol, ec)
+        name = f"ours: SensitivitySolver() Rodas4 {ec}"
+        rows[name] = (median_time(sv, repeat), error(sv().dy_dp, ref))
+        pairs[name] = "ours: Solver() plain solve, Rodas4"
     table("Lotka-Volterra, 4 parameters", rows, "ours: Solver() plain solve, Tsit5", pairs)
 
 
@@ -218,16 +227,18 @@ def robertson(repeat):
     )
     scale = p[None, None, :]  # compare d y / d log p: the parameters span 9 decades
     rows, pairs = {}, {}
-    for meth in ("BDF", "ESDIRK"):
+    for meth in ("BDF", "ESDIRK", "Rodas4"):
         plain = Solver(prob, meth, ts, rtol, atol)
         key = f"ours: Solver() plain solve, {meth}"
         rows[key] = (median_time(plain, repeat), 0.0)
+        kind = "augmented stages" if meth == "Rodas4" else "staggered"
         for ec in ("partial", "full"):
             sv = SensitivitySolver(prob, ts, "p", meth, rtol, atol, ec)
-            name = f"ours: SensitivitySolver() {meth} staggered, {ec}"
+            name = f"ours: SensitivitySolver() {meth} {kind}, {ec}"
             rows[name] = (median_time(sv, repeat), error(sv().dy_dp * scale, ref * scale))
             pairs[name] = key
     pairs["ours: Solver() plain solve, ESDIRK"] = "ours: Solver() plain solve, BDF"
+    pairs["ours: Solver() plain solve, Rodas4"] = "ours: Solver() plain solve, BDF"
 
     def fun(t, y, p):
         return [
@@ -258,7 +269,7 @@ def robertson(repeat):
         "Robertson to 4e10, 3 parameters (errors of dy/dlog p)",
         rows,
         "ours: Solver() plain solve, BDF",
-        {k: v for k, v in pairs.items() if "ESDIRK" in k},
+        {k: v for k, v in pairs.items() if "ESDIRK" in k or "Rodas4" in k},
     )
 
 

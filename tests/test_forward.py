@@ -219,6 +219,4 @@ def test_bad_input(lv):
         SensitivitySolver(lv, LV_T)(p=np.array([1.0, np.nan, 1.0, 1.0]))
     with pytest.raises(ValueError, match="y0_dp must have shape"):
         forward_sensitivity(lv, y0_dp=np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="Rosenbrock method.*use method=.BDF. or .ESDIRK."):
-        forward_sensitivity(lv, method="Rodas4")
     assert sn.forward_sensitivity is forward_sensitivity

@@ -116,7 +116,6 @@ def lv():
         (dict(y0_dp=np.full((2, 4), np.nan)), "y0_dp must be finite"),
         (dict(t_span_dp=np.zeros((2, 3))), r"t_span_dp must have shape \(2, 4\)"),
         (dict(t_span_dp=np.full((2, 4), np.inf)), "t_span_dp must be finite"),
-        (dict(method="Rodas4"), "Rosenbrock method"),
         (dict(method="RK99"), "method must be 'auto' or one of"),
         (dict(rtol=0.0), "rtol must be a positive"),
     ],

@@ -223,12 +223,20 @@ def similar(y, *like):
         Zeros, with zero partials if dual.
     """
     n = len(y)
-    for a in (y,) + like:
-        if hasattr(a, "eps") and hasattr(a, "val"):
-            eps = np.zeros((n,) + np.shape(a.eps)[1:])
-            return type(a)(np.zeros(n), eps, a._ad_tag)
+    duals = [a for a in (y,) + like if hasattr(a, "eps") and hasattr(a, "val")]
+    if duals:
+        # the outermost differentiation (highest tag) carries the nested ones inside it
+        return _zeros_as(max(duals, key=lambda a: a._ad_tag), (n,))
     dtype = np.result_type(*[np.asarray(a).dtype for a in (y,) + like], float)
     return np.zeros(n, dtype=dtype)
+
+
+def _zeros_as(a, shape):
+    # zeros with the nesting of dual `a` (values and partials, level by level)
+    if not (hasattr(a, "eps") and hasattr(a, "val")):
+        return np.zeros(shape)
+    K = np.shape(a.eps)[-1]
+    return type(a)(_zeros_as(a.val, shape), _zeros_as(a.eps, shape + (K,)), a._ad_tag)
 
 
 @overload(similar, target="cpu")

@@ -225,12 +225,13 @@ def _ternary(fp, d0, d1, d2, ta, tb, tc):
     return impl
 
 
-def _register(target, nin, make):
+def _register(target, nin, make, unary=_is_dual):
+    # ``unary``: which argument types a one-argument overload takes (nb_dual2 passes its own)
     if nin == 1:
 
         @overload(target, target="cpu", jit_options=_JIT)
         def ov1(x):
-            return make(x) if _is_dual(x) else None
+            return make(x) if unary(x) else None
 
     elif nin == 2:
 

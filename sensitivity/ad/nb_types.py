@@ -46,7 +46,16 @@ KMAX = 64  # largest number of partials a dual type may carry
 def _source_hash():
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("rules.py", "nb_types.py", "nb_ops.py", "nb_array.py", "nb_box.py", "nb.py"):
+    for name in (
+        "rules.py",
+        "nb_types.py",
+        "nb_ops.py",
+        "nb_array.py",
+        "nb_box.py",
+        "nb.py",
+        "nb_dual2.py",
+        "nb_dual2_array.py",
+    ):
         path = os.path.join(here, name)
         if os.path.exists(path):
             with open(path, "rb") as fh:

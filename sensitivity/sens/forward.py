@@ -15,10 +15,13 @@ right-hand side comes from *one* compiled dual evaluation of the user's f
   has converged, the sensitivities solve the linear corrector equations with the
   same factorised iteration matrix (:func:`sensitivity.ode.bdf.sens_corrector`);
   they run no Newton iteration of their own.
-* Rosenbrock methods (Rodas4) are not supported: their sensitivity stages need
-  the Jacobian of the augmented system, whose lower-left block holds the second
-  derivatives ``d(J S + f_p)/dy`` and ``d(J S + f_p)/dp`` (nested duals); use BDF
-  or ESDIRK.
+* Rodas4 (Rosenbrock) integrates ``[y, S]`` with the exact augmented Jacobian
+  ``[[J, 0], [d(J S + f_p E)/dy, J]]``: each stage solves the y-stage with the plain
+  method's LU, then the K sensitivity columns with the same LU, the lower-left block
+  applied to the y-stage by one evaluation of f on second-order (nested) duals
+  (:mod:`sensitivity.ode.rodas_sens`). With the steps held fixed this is the exact
+  derivative of the Rodas4 solution (internal differentiation). Dense LU only: a
+  problem whose pattern selects the banded/sparse LU is refused (use BDF or ESDIRK).
 
 Parameters that enter through ``t_span`` (``wrt`` including ``"t_span"``, or
 ``t_span_dp``): with the output times held fixed, ``dy(t)/dt0 = -S_y0(t) f(t0, y0)``
@@ -49,10 +52,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensitivity.ad import nb
-from sensitivity.ode import bdf, esdirk, linsolve
+from sensitivity.ode import bdf, esdirk, linsolve, rodas_sens, rosenbrock
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import MAX_STEPS, RHS_SIG, addresses
 from sensitivity.ode.events import no_events
+from sensitivity.sens.dual2_kernels import aug_jvp_kernel
 from sensitivity.sens.forward_kernels import sens_rhs
 
 WRT = ("p", "y0", "both", "t_span")
@@ -124,7 +128,7 @@ def forward_sensitivity(
         Differentiate with respect to the parameters, the initial values, both, and/or
         the ends of ``t_span`` (module doc).
     method : str
-        As :func:`sensitivity.solve` (explicit methods, ``"BDF"``, ``"ESDIRK"``; not
+        As :func:`sensitivity.solve` (explicit methods, ``"BDF"``, ``"ESDIRK"``,
         ``"Rodas4"``); ``"auto"`` picks as ``solve`` does.
     rtol, atol : float (atol also shape (n,))
         Tolerances of the solve.
@@ -149,7 +153,8 @@ def forward_sensitivity(
     ------
     ValueError
         For an unknown ``wrt`` or ``error_control``, ``chunk < 1``, non-finite
-        parameters, badly shaped ``y0_dp``/``t_span_dp``, or ``method="Rodas4"``.
+        parameters, badly shaped ``y0_dp``/``t_span_dp``, or ``method="Rodas4"`` on a
+        problem whose Jacobian pattern selects the banded/sparse LU.
 
     See Also
     --------
@@ -239,12 +244,15 @@ class SensitivitySolver:
         self.base = ode_solve.Solver(prob, method, t_eval, rtol, atol, **solve_options)
         self.name = method if isinstance(method, str) else type(method).__name__
         meth = self.base.method
-        if getattr(meth, "stiff", False) and not _implicit(meth):
+        if getattr(meth, "stiff", False) and not (_implicit(meth) or _rosenbrock(meth)):
             raise ValueError(
-                f"forward sensitivities run through the explicit methods, BDF and ESDIRK "
-                f"(TR-BDF2); method {self.name!r} is a Rosenbrock method, whose sensitivity "
-                "stages need second derivatives of f (the lower-left block of the augmented "
-                "Jacobian), which are not built: use method='BDF' or 'ESDIRK'"
+                f"forward sensitivities run through the explicit methods, BDF, ESDIRK and "
+                f"Rodas4; method {self.name!r} is not one of them"
+            )
+        if _rosenbrock(meth) and linsolve.sparse_lu(prob):
+            raise ValueError(
+                "method='Rodas4' sensitivities use a dense LU, but this problem's Jacobian "
+                "pattern selects the banded/sparse LU: use method='BDF' or 'ESDIRK'"
             )
         # output columns: [p (m), y0 (n), t0 (1)], as far as wrt asks for them
         self.parts = parts
@@ -324,6 +332,10 @@ def _implicit(meth):
     return isinstance(meth, (bdf.BDF, esdirk.ESDIRK))
 
 
+def _rosenbrock(meth):
+    return isinstance(meth, rosenbrock.Rodas4)
+
+
 class _Chunk:
     """One augmented solve: K sensitivity columns, its buffers and its compiled functions.
 
@@ -354,7 +366,10 @@ class _Chunk:
         self.P = self.aug.p.copy()
         self.Y0 = self.aug.y0.copy()
         self.implicit = _implicit(base.method)
-        self.scaled = owner.error_control == "full" or self.implicit
+        self.rosenbrock = _rosenbrock(base.method)
+        # the stiff kernels take the error norm over the first n_err components: real
+        # scales for S, which "partial" leaves out of the norm
+        self.scaled = owner.error_control == "full" or self.implicit or self.rosenbrock
         self.atol_y = base.tol[1:]
         self.tol = self._tolerances(base.p, self.scaled)
         # the augmented Solver: base's validated settings on the augmented problem
@@ -364,6 +379,8 @@ class _Chunk:
         self.solver.y0, self.solver.p = self.Y0, self.P
         if self.implicit:
             self._implicit_args = self._implicit_setup(base.method)
+        if self.rosenbrock:
+            self._rodas_args = self._rodas_setup(base.method)
 
     def _tolerances(self, p, scaled):
         """[rtol, atol] of the augmented state for parameters ``p``."""
@@ -400,6 +417,8 @@ class _Chunk:
         base = self.owner.base
         if self.implicit:
             return self._run_implicit(base.method, P, Y0, base.opts, self.tol)
+        if self.rosenbrock:
+            return self._run_rodas(base.method, P, Y0, base.opts, self.tol)
         if not base.auto:
             return self.solver._run(base.method, P, Y0, base.opts)
         return self._run_auto(P, Y0)
@@ -442,6 +461,29 @@ class _Chunk:
         s = self.solver
         p = np.ascontiguousarray(P[: self.m])
         trace = meth.run(fns, compiled, s.t_span, Y0, p, tol, opts, s.t_eval, s.ev, P=P, **kwargs)
+        return ode_solve._solution(trace, meth, False, None, int(opts[2]))
+
+
+    def _rodas_setup(self, meth):
+        """The function arguments of :func:`sensitivity.ode.rodas_sens.rodas_sens_solve`."""
+        prob, aug = self.owner.prob, self.aug
+        jvp = aug_jvp_kernel(prob.rhs_kernel, self.owner.K, prob.compile)
+        n_err = aug.n if self.owner.error_control == "full" else self.n
+        compiled = self.solver.compiled
+        fns = ode_solve._functions(prob, meth, None, compiled)
+        if compiled:
+            sens = np.array(addresses(aug.rhs_kernel, RHS_SIG), dtype=np.int64)
+            jvp = np.array(addresses(jvp, rodas_sens.JVP_SIG), dtype=np.int64)
+            return fns, True, sens, jvp, n_err
+        return fns, False, aug.rhs_kernel, jvp, n_err
+
+    def _run_rodas(self, meth, P, Y0, opts, tol):
+        """Rodas4 on the augmented system with the exact augmented Jacobian (nested duals)."""
+        fns, compiled, sens, jvp, n_err = self._rodas_args
+        s = self.solver
+        p = np.ascontiguousarray(P[: self.m])
+        trace = rodas_sens.run(fns, compiled, s.t_span, Y0, p, tol, opts, s.t_eval, s.ev, sens,
+                               jvp, P, self.n, n_err)  # fmt: skip
         return ode_solve._solution(trace, meth, False, None, int(opts[2]))
 
 
