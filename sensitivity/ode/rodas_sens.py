@@ -21,10 +21,10 @@ difference. With the
 steps held fixed the result is therefore the exact derivative of the Rodas4 solution map
 (internal differentiation).
 
-``opts = [first_step, max_step, max_steps, save_steps, record, n_y, n_err]`` as for
-:func:`sensitivity.ode.esdirk.esdirk_solve`: the error norm covers the first ``n_err``
-components (``n_y``: steps of the plain solve; ``N``: the sensitivities too). Dense LU
-only.
+``opts = [first_step, max_step, max_steps, save_steps, record, n_y, n_err, -1, -1]`` as
+for :func:`sensitivity.ode.esdirk.esdirk_solve`: the error norm covers the first ``n_err``
+components (``n_y``: steps of the plain solve; ``N``: the sensitivities too). Dense LU only
+(the last two entries: the dense band of :func:`sensitivity.ode.linsolve.workspace`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,14 @@ from sensitivity.ode.control import (
     pi_factor,
 )
 from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
-from sensitivity.ode.linsolve import factor, new_jacobian, python_twin, solve_lu, square
+from sensitivity.ode.linsolve import (
+    factor,
+    new_jacobian,
+    python_twin,
+    solve_lu,
+    with_band,
+    workspace,
+)
 from sensitivity.ode.rosenbrock import (
     EPS,
     GAMMA,
@@ -176,7 +183,7 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
             work[1, :n],
         )  # fmt: skip
         counts[0] += 1
-    J, M, piv = square(n), square(n), np.zeros(n, np.int64)
+    J, M, piv = workspace(n, opts)  # dense: run() appends the dense band [-1, -1]
     t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
     nonfinite = False
     while direction * (t - t_end) < 0.0:
@@ -260,7 +267,7 @@ def rodas_sens_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P
 def run(fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sens, jvp, P, n_y, n_err):
     """Run :func:`rodas_sens_solve` compiled (``fns``, ``sens``, ``jvp`` as addresses) or
     as its Python twin (callables); returns the trace."""
-    opts = np.concatenate([opts, [float(n_y), float(n_err)]])
+    opts = with_band(np.concatenate([opts, [float(n_y), float(n_err)]]))
     if not compiled:
         rhs, g, jac = fns
         twin = python_twin(rodas_sens_solve)
