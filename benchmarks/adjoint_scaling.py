@@ -231,7 +231,7 @@ def main():
     print()
     max_n = int(sys.argv[1]) if len(sys.argv) > 1 else 4096
     rows = diffusion_table([n for n in (16, 64, 256, 1024, 4096) if n <= max_n])
-    print("json:", json.dumps({"diffusion": rows, "lotka_volterra": lv_record}))
+    print("json:", json.dumps({"diffusion": rows, "adjoint_lotka_volterra": lv_record}))
 
 
 def _rel(g, ref):
