@@ -27,7 +27,10 @@ compile seconds printed separately), then timed as the median of repeats. A size
 one call is estimated above ``PEER_LIMIT`` seconds (the previous size's time scaled by
 (N / N_prev)^3: explicit steps grow like N^2 at N per step, dense LU like N^3) is skipped
 and printed as "skip (est. ...)"; nothing skipped is reported as measured. Peak memory is
-not shown for them (XLA's buffers are outside tracemalloc).
+not shown for them (XLA's buffers are outside tracemalloc). On a loaded shared machine
+XLA's CPU thread pool makes them erratic (diffrax Kvaerno5 at N = 256: 0.5 s to 120 s
+per gradient, the same computation); run the benchmark under ``taskset -c 1`` (every tool
+on one core; ours and CasADi are single-threaded) for figures that repeat.
 
 Run: ``python benchmarks/adjoint_scaling.py [max_N]``
 """
