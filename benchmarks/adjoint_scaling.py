@@ -235,6 +235,42 @@ def main():
     max_n = int(sys.argv[1]) if len(sys.argv) > 1 else 4096
     rows = diffusion_table([n for n in (16, 64, 256, 1024, 4096) if n <= max_n])
     print("json:", json.dumps({"diffusion": rows, "adjoint_lotka_volterra": lv_record}))
+    print()
+    checkpoint_table(min(max_n, 1024))
+
+
+def checkpoint_table(n):
+    """Discrete BDF adjoint of the diffusion problem: stored steps vs a memory budget.
+
+    The budget is 1/10 of the stored-steps bytes; the checkpointed gradient keeps the step
+    record and the online checkpointer's states, and replays steps backwards.
+    """
+    x, u0, k, sensors, ts = setup(n)
+    data = exact(k * (1 + 0.2 * np.cos(3 * np.pi * x)), u0, sensors, ts)
+    g_ref = exact(k, u0, sensors, ts, data)[1]
+    prob = sn.ODEProblem(heat, u0, (0.0, 0.1), k)
+    obj = sn.L2Misfit(ts, data, observe=sensors)
+    kw = dict(kind="discrete", method="BDF", rtol=1e-6, atol=1e-8)
+    full = sn.adjoint_gradient(prob, obj, **kw)
+    budget = full.stats["stored_bytes"] // 10
+    t_solve = median_time(sn.Solver(prob, "BDF", ts, 1e-6, 1e-8), 6)
+    print(f"1-D diffusion, N = {n}: discrete BDF adjoint, stored steps vs memory_budget")
+    print(
+        f"  {'what':34s} {'grad s':>8s} {'/ solve':>8s} {'/ stored':>8s} {'peak stored':>12s}"
+        f" {'recomp.':>8s} {'err':>8s} {'vs stored':>9s}"
+    )
+    t_full = None
+    for name, extra in (("stored steps", {}), (f"memory_budget={budget} (1/10)", {})):
+        if t_full is not None:
+            extra = dict(memory_budget=budget)
+        t = median_time(lambda: sn.adjoint_gradient(prob, obj, **kw, **extra), 3)  # noqa: B023
+        r = sn.adjoint_gradient(prob, obj, **kw, **extra)
+        t_full = t if t_full is None else t_full
+        print(
+            f"  {name:34s} {t:8.4f} {t / t_solve:8.1f} {t / t_full:8.2f}"
+            f" {r.stats['peak_stored_bytes']:12d} {r.stats['recomputations']:8.2f}"
+            f" {_rel(r.grad_p, g_ref):8.1e} {_rel(r.grad_p, full.grad_p):9.1e}"
+        )
 
 
 def _rel(g, ref):

@@ -28,7 +28,8 @@ import warnings
 import numpy as np
 from scipy import optimize
 
-LEAST_SQUARES = ("least_squares",)
+# scipy.optimize.least_squares: "least_squares" picks "lm" or "trf" (fit's docstring)
+LEAST_SQUARES = ("least_squares", "trf", "lm", "dogbox")
 MINIMIZE = (
     "L-BFGS-B",
     "trust-constr",
@@ -43,7 +44,7 @@ MINIMIZE = (
 )
 MAX_AUTO_COVARIANCE = 64  # above: no covariance unless fit(uncertainty=True)
 HESSP_METHODS = ("trust-constr", "Newton-CG", "trust-ncg", "trust-krylov")
-BOUNDED = ("least_squares", "L-BFGS-B", "trust-constr", "TNC", "SLSQP")
+BOUNDED = ("least_squares", "trf", "dogbox", "L-BFGS-B", "trust-constr", "TNC", "SLSQP")
 
 
 class FitResult(optimize.OptimizeResult):
@@ -125,8 +126,14 @@ def fit(
     x0 : array_like, shape (m,)
         Starting point in the user's parameters theta.
     method : str
-        ``"least_squares"`` (trust-region reflective on residuals and their
-        Jacobian), or a ``scipy.optimize.minimize`` method: ``"L-BFGS-B"``,
+        ``"least_squares"``: ``scipy.optimize.least_squares`` on the residuals and
+        their Jacobian, with Levenberg-Marquardt (MINPACK, ``"lm"``) when there are
+        no bounds and at least as many residuals as unknowns, trust-region
+        reflective (``"trf"``) otherwise. MINPACK's loop runs in compiled code (half
+        the time of ``"trf"`` on a 4-parameter ODE fit) but cannot step back from a
+        point where the model fails: a run that meets non-finite residuals restarts
+        with ``"trf"``. ``"trf"``, ``"lm"`` or ``"dogbox"`` choose the algorithm;
+        or a ``scipy.optimize.minimize`` method: ``"L-BFGS-B"``,
         ``"trust-constr"``, ``"Newton-CG"``, ``"BFGS"``, ...
     bounds : (lo, hi) of arrays or floats, optional
         Bounds on theta (monotone transforms carry them to x).
@@ -170,8 +177,8 @@ def fit(
         raise ValueError(f"names must hold {m} names, got {len(names)}")
     tracker = _Tracker(objective, progress, callback)
     try:
-        if method == "least_squares":
-            raw = _run_least_squares(objective, z0, zlo, zhi, tracker, options)
+        if method in LEAST_SQUARES:
+            raw = _run_least_squares(objective, z0, zlo, zhi, method, tracker, options)
         else:
             raw = _run_minimize(objective, z0, zlo, zhi, method, tracker, options)
     finally:
@@ -245,15 +252,37 @@ class _Tracker:
             self.bar.close()
 
 
-def _run_least_squares(objective, z0, zlo, zhi, tracker, options):
+class _NonFinite(Exception):
+    """Non-finite residuals inside MINPACK's Levenberg-Marquardt loop."""
+
+
+def _run_least_squares(objective, z0, zlo, zhi, method, tracker, options):
+    algo = method
+    if method == "least_squares":
+        unbounded = not (np.isfinite(zlo).any() or np.isfinite(zhi).any())
+        # the residuals at z0 are cached by the objective: least_squares asks for them first
+        algo = "lm" if unbounded and objective.residuals(z0).size >= z0.size else "trf"
+
     def jac(z):
         J = objective.residual_jac(z)
-        tracker(z)  # trf evaluates the Jacobian once per accepted iteration
+        tracker(z)  # trf and MINPACK evaluate the Jacobian once per accepted iteration
         return J
 
-    return optimize.least_squares(
-        objective.residuals, z0, jac=jac, bounds=(zlo, zhi), method="trf", **options
-    )
+    def fun(z):
+        r = objective.residuals(z)
+        if algo == "lm" and method == "least_squares" and not np.all(np.isfinite(r)):
+            raise _NonFinite
+        return r
+
+    bounds = {} if algo == "lm" else {"bounds": (zlo, zhi)}
+    try:
+        return optimize.least_squares(fun, z0, jac=jac, method=algo, **bounds, **options)
+    except _NonFinite:  # the model failed at a trial point: trf steps back from those
+        algo = "trf"
+        tracker.history.clear()
+        return optimize.least_squares(
+            objective.residuals, z0, jac=jac, bounds=(zlo, zhi), method="trf", **options
+        )
 
 
 def _run_minimize(objective, z0, zlo, zhi, method, tracker, options):

@@ -39,10 +39,15 @@ Gauss nodes of every step (a quadrature of the dense output, transposed exactly)
 Never is y(t) rebuilt by integrating the forward equation backwards in time
 (a "backsolve"), which is unstable for dissipative problems.
 
+Checkpoints (``checkpoints=S`` or ``memory_budget="200MB"``): by default the discrete
+adjoints keep every forward step. With a limit, the forward pass keeps each step's end
+time (and BDF order) and the states an online checkpointer chooses; the reverse pass
+re-steps from them (:mod:`sensitivity.sens.discrete_checkpoint`): bitwise for explicit
+RK, by a tightly converged replay of the corrector for BDF.
+
 Continuous adjoint (``kind="continuous"``, any method, BDF for stiff problems):
 an interpolating adjoint with checkpoints and a parameter quadrature, in
-:mod:`sensitivity.sens.continuous`; it alone takes ``checkpoints`` and
-``memory_budget`` (the discrete adjoints store every step).
+:mod:`sensitivity.sens.continuous`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import numpy as np
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.bdf import BDF
 from sensitivity.ode.control import jit
+from sensitivity.sens import discrete_checkpoint as dc
 from sensitivity.sens.bdf_adjoint import bdf_adjoint
 from sensitivity.sens.continuous import ContinuousAdjoint, ContinuousFailed, gauss_nodes
 from sensitivity.sens.forward import SensitivitySolver
@@ -77,9 +83,11 @@ class AdjointResult:
     success : bool
     message : str
     stats : dict
-        Forward solver counters, ``backward_steps``, ``stored_bytes`` (the
-        forward steps kept for the reverse sweep) and ``recomputations`` (stage
-        evaluations redone backwards, per forward step).
+        Forward solver counters, ``backward_steps``, ``stored_bytes`` and
+        ``peak_stored_bytes`` (the forward data kept for the reverse sweep) and
+        ``recomputations`` (stored steps: stage evaluations redone backwards per forward
+        step; with checkpoints: forward steps taken per step of one solve, see
+        :mod:`sensitivity.sens.discrete_checkpoint`).
     """
 
     value: float
@@ -130,18 +138,28 @@ def adjoint_gradient(
     rtol, atol : float
         Tolerances of the forward solve (and of the continuous adjoint's).
     checkpoints : int, optional
-        Continuous only: number of time segments whose start states are stored.
+        Continuous: number of time segments whose start states are stored.
+        Discrete: states kept at once (at least 2) by the online checkpointer of
+        :mod:`sensitivity.sens.discrete_checkpoint` (default: every step is kept).
     memory_budget : int or str, optional
-        Continuous only: bytes (``"200MB"``) for stored states and dense outputs;
-        chooses the segments and a checkpoint schedule. ``stats`` reports
-        ``forward_steps``, ``backward_steps``, ``recomputations``,
-        ``peak_stored_bytes``.
+        Bytes (``"200MB"``) for what the adjoint stores; continuous: states and dense
+        outputs (chooses the segments and a schedule); discrete: the step record, the
+        checkpoints and one working state. ``stats`` reports ``forward_steps``,
+        ``backward_steps``, ``recomputations``, ``peak_stored_bytes`` (measured, at most
+        the budget). With ``checkpoints`` too, the smaller limit applies.
     p, y0 : ndarray, optional
         Evaluate at these parameters / initial values instead of the problem's.
 
     Returns
     -------
     AdjointResult
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, including ``checkpoints`` < 2 and a ``memory_budget`` below the
+        discrete adjoint's minimum (the step record plus three states; the message gives
+        the bytes needed).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -152,11 +170,6 @@ def adjoint_gradient(
         for term in terms:
             term.bind(prob)
         return _continuous(prob, terms, method, rtol, atol, p, y0, checkpoints, memory_budget)
-    if checkpoints is not None or memory_budget is not None:
-        raise NotImplementedError(
-            "checkpoints/memory_budget are built for kind='continuous'; the discrete "
-            "adjoint stores every forward step (stats['stored_bytes'] reports the cost)"
-        )
     if sum(term.is_integral for term in terms) > 1:
         raise ValueError(
             "obj may hold at most one IntegralObjective; write the sum of integrands "
@@ -164,14 +177,17 @@ def adjoint_gradient(
         )
     method = "Tsit5" if method is None else method
     meth = ode_solve._method(prob, method)
-    if isinstance(meth, BDF):
-        return _bdf_discrete(prob, obj, meth, rtol, atol, p, y0)
     tab = getattr(meth, "tableau", None)
-    if tab is None or tab.P.shape[0] != len(tab.b):
+    if not isinstance(meth, BDF) and (tab is None or tab.P.shape[0] != len(tab.b)):
         raise ValueError(
             f"the discrete adjoint needs an explicit method whose interpolant "
             f"uses only its own stages (Tsit5, DP5), or BDF; got {method!r}"
         )
+    if checkpoints is not None or memory_budget is not None:
+        limits = dc.check_args(checkpoints, memory_budget)
+        return _checkpointed(prob, obj, meth, rtol, atol, p, y0, *limits)
+    if isinstance(meth, BDF):
+        return _bdf_discrete(prob, obj, meth, rtol, atol, p, y0)
     return _rk_discrete(prob, obj, meth, rtol, atol, p, y0)
 
 
@@ -245,6 +261,7 @@ def _rk_discrete(prob, obj, meth, rtol, atol, p, y0):
     stats.update(
         backward_steps=int(seg_h.size),
         stored_bytes=int(seg_y.nbytes + seg_h.nbytes),
+        peak_stored_bytes=int(seg_y.nbytes + seg_h.nbytes),
         recomputations=1.0,
     )
     return AdjointResult(float(value), grad_p, lam, True, sol.message, stats)
@@ -274,6 +291,45 @@ def _bdf_discrete(prob, obj, meth, rtol, atol, p, y0):
         recomputations=0.0,
     )
     return AdjointResult(float(value), grad_p + gp, gy0, True, sol.message, stats)
+
+
+def _checkpointed(prob, obj, meth, rtol, atol, p, y0, snapshots, budget):
+    """Discrete adjoint with checkpoints (:mod:`sensitivity.sens.discrete_checkpoint`)."""
+    plan = _plan(prob, obj, meth, rtol, atol)
+    is_bdf = isinstance(meth, BDF)
+    forward = dc.forward_bdf if is_bdf else dc.forward_rk
+    rec, sol = forward(plan.solver, p, y0, snapshots, budget)
+    n, m = prob.n, prob.m
+    fail = AdjointResult(
+        np.nan, np.full(m, np.nan), np.full(n, np.nan), False, sol.message, dict(sol.stats)
+    )
+    if not sol.success:
+        return fail
+    value, obs_g, grad_p = _evaluate_terms(plan.terms, plan.owners, sol.y, p, plan.rows)
+    integral = next((t for t in plan.terms if t.is_integral), None)
+    args = (rec, plan.t_all, obs_g, p, y0, integral)
+    try:
+        if is_bdf:
+            v, gp, gy0, st = dc.reverse_bdf(prob, *args, rtol, plan.solver.tol[1:])
+        else:
+            v, gp, gy0, st = dc.reverse_rk(prob, plan.tab, plan.kernel, _locate, *args)
+    except RuntimeError as exc:  # a replayed BDF corrector that did not converge
+        fail.message = str(exc)
+        return fail
+    stats = dict(sol.stats)
+    steps = rec.n
+    # BDF replays each step once more in its reverse (RK's reverse recomputes only stages)
+    fwd = st.forward_steps + (steps if is_bdf else 0)
+    stats.update(
+        forward_steps=fwd,
+        backward_steps=steps,
+        recomputations=fwd / max(steps, 1),
+        peak_stored_bytes=int(rec.peak),
+        stored_bytes=int(rec.peak),
+        snapshots=int(rec.oc.n_snapshots),
+        schedule=st.schedule,
+    )
+    return AdjointResult(float(value + v), grad_p + gp, gy0, True, sol.message, stats)
 
 
 def _with_integral(plan, sol, p, t_obs, G, value, gp):

@@ -127,15 +127,23 @@ class _Linear:
 
     def solve_transposed(self, J, c, b):
         """Solve ``(I - c J)^T x = b``."""
+        return self._solve(J, c, b, 0)
+
+    def solve(self, J, c, b):
+        """Solve ``(I - c J) x = b`` with the same factors (a checkpoint replay's Newton)."""
+        return self._solve(J, c, b, 1)
+
+    def _solve(self, J, c, b, trans):
+        # the factors are those of I - c J^T; trans=1 solves with their transpose
         key = (c, J.tobytes())
         if key != self._key:
             self._key, self._lu = key, self._factor(J, c)
         if not self.sparse:
-            return sla.lu_solve(self._lu, b, check_finite=False)
+            return sla.lu_solve(self._lu, b, trans=trans, check_finite=False)
         if self.banded:
             lu, ipiv = self._lu
-            return dgbtrs(lu, self.kl, self.ku, b, ipiv)[0]
-        return self._lu.solve(b)
+            return dgbtrs(lu, self.kl, self.ku, b, ipiv, trans=trans)[0]
+        return self._lu.solve(b, trans="T" if trans else "N")
 
     def _factor(self, J, c):
         n = self.prob.n
@@ -212,33 +220,57 @@ def bdf_adjoint(prob, sol, t_obs, obs_g, p, y0):
     if not linsolve.sparse_lu(prob):  # small or dense: one compiled sweep
         return _compiled_sweep(prob, sol, orders, step, s, obs_g, p, y0)
     lin = _Linear(prob, p)
-    n = prob.n
-    Dbar = np.zeros((MAX_ORDER + 2, n))
+    Dbar = np.zeros((MAX_ORDER + 2, prob.n))
     pbar = np.zeros(prob.m)
     o = t_obs.size - 1
     for i in range(seg_h.size - 1, -1, -1):
-        k, h = int(orders[i]), seg_h[i]
+        k = int(orders[i])
         while o >= 0 and step[o] == i:  # observations read from this step's interpolant
             Dbar[: k + 1] += np.outer(dense_weights(s[o], k), obs_g[o])
             o -= 1
-        t_new, y_new = float(seg_t[i + 1]), np.ascontiguousarray(seg_y[i])
-        dbar = Dbar[k + 1] + Dbar[: k + 1].sum(axis=0)
-        Ebar = np.cumsum(Dbar[: k + 1], axis=0)
-        c = h / ALPHA[k]
-        J = lin.jacobian(t_new, y_new)
-        w = lin.solve_transposed(J, c, dbar)
-        Ebar += c * lin.jt_vec(J, w)
-        Ebar[1:] -= np.outer(GAMMA[1 : k + 1] / ALPHA[k], w)
-        pbar += c * lin.param_vjp(t_new, y_new, w)
-        rho = h / seg_h[i - 1] if i > 0 else 1.0
-        Dbar[:] = 0.0
-        Dbar[: k + 1] = rescale_matrix(k, rho) @ Ebar
-    # the start D = [y0, h_1 f(t0, y0, p)], and observations at t0 itself
-    t0, h1 = float(seg_t[0]), seg_h[0]
+        rho = seg_h[i] / seg_h[i - 1] if i > 0 else 1.0
+        y_new = np.ascontiguousarray(seg_y[i])
+        pbar += reverse_step(lin, Dbar, k, seg_h[i], rho, float(seg_t[i + 1]), y_new)
+    ybar, gp = reverse_start(lin, Dbar, float(seg_t[0]), seg_h[0], y0)
+    return pbar + gp, ybar + obs_g[: o + 1].sum(axis=0)
+
+
+def reverse_step(lin, Dbar, k, h, rho, t_new, y_new):
+    """Transpose one step of order k and size h (module docstring), in place on Dbar.
+
+    Parameters
+    ----------
+    lin : _Linear
+    Dbar : ndarray, shape (MAX_ORDER + 2, n)
+        In: the adjoint of the step's updated differences (observations added).
+        Out: that of the differences before it (rows above k zero).
+    k : int
+    h, rho : float
+        Step size and its ratio to the previous step's (1 for the first step).
+    t_new : float
+    y_new : ndarray, shape (n,)
+        The state at the step's end.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        The step's part of dG/dp.
+    """
+    dbar = Dbar[k + 1] + Dbar[: k + 1].sum(axis=0)
+    Ebar = np.cumsum(Dbar[: k + 1], axis=0)
+    c = h / ALPHA[k]
+    J = lin.jacobian(t_new, y_new)
+    w = lin.solve_transposed(J, c, dbar)
+    Ebar += c * lin.jt_vec(J, w)
+    Ebar[1:] -= np.outer(GAMMA[1 : k + 1] / ALPHA[k], w)
+    gp = c * lin.param_vjp(t_new, y_new, w)
+    Dbar[:] = 0.0
+    Dbar[: k + 1] = rescale_matrix(k, rho) @ Ebar
+    return gp
+
+
+def reverse_start(lin, Dbar, t0, h1, y0):
+    """Transpose of the start ``D = [y0, h_1 f(t0, y0, p)]``: return (dG/dy0, dG/dp part)."""
     J = lin.jacobian(t0, y0)
     ybar = Dbar[0] + h1 * lin.jt_vec(J, Dbar[1])
-    pbar += h1 * lin.param_vjp(t0, y0, Dbar[1])
-    while o >= 0:
-        ybar += obs_g[o]
-        o -= 1
-    return pbar, ybar
+    return ybar, h1 * lin.param_vjp(t0, y0, Dbar[1])

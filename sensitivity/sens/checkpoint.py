@@ -328,6 +328,17 @@ class OnlineCheckpointer:
         self.store[i] = self.copy(state)
         self.peak = max(self.peak, len(self.store))
 
+    def shrink(self, n_snapshots):
+        """Lower ``n_snapshots`` mid-sweep (a growing record left less memory), thinning
+        the kept states by doubling the interval as :meth:`record` does."""
+        if int(n_snapshots) < 2:
+            raise ValueError(f"n_snapshots must be at least 2, got {n_snapshots!r}")
+        self.n_snapshots = int(n_snapshots)
+        while len(self.store) > self.n_snapshots:
+            self.interval *= 2
+            for j in [j for j in self.store if j % self.interval]:
+                del self.store[j]
+
     def schedule(self, n_steps):
         """Plan the reverse sweep for the ``n_steps`` steps that were taken."""
         n = _check_n(n_steps)

@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from sensitivity.ad import nb
+from sensitivity.ode import explicit
 from sensitivity.sens import templates
 
 # template globals, bound by make_kernel (declared for linters; never used here)
@@ -32,6 +33,8 @@ K = 0
 TAG = 0
 dual_array_k = None
 empty_dual = None
+rk_stages = None
+rk_combine = None
 
 
 def _sens_rhs(t, Y, P, dY):
@@ -162,6 +165,58 @@ def _rk_adjoint(seg_t, seg_h, seg_y, p, A, b, c, lam, obs_step, obs_w, obs_g):
             lam[q] += obs_g[o, q]
         o -= 1
     return pbar
+
+
+def _rk_restep(seg_t, i, j, y, p, A, b, c):
+    # Steps i ... j-1 of an explicit FSAL RK solution again from its state y_i, with the
+    # recorded times (h = t_{k+1} - t_k is the forward's h bitwise) and the forward's own
+    # stage and update functions. K_1 of step k is the last stage of step k-1,
+    # f(t_{k-1} + c_s h_{k-1}, y_k), as the forward reused it: the states come out
+    # bitwise identical to the forward ones.
+    n = y.shape[0]
+    s = b.shape[0]
+    Kst = np.empty((s, n))
+    ytmp = np.empty(n)
+    y = y.copy()
+    y_new = np.empty(n)
+    for k in range(i, j):
+        t = seg_t[k]
+        h = seg_t[k + 1] - t
+        if k == 0:
+            rhs(t, y, p, Kst[0])
+        else:
+            rhs(seg_t[k - 1] + c[s - 1] * (t - seg_t[k - 1]), y, p, Kst[0])
+        rk_stages(rhs, t, y, p, h, A, c, Kst, ytmp, 1, s)
+        rk_combine(y, h, b, Kst, y_new)
+        y[:] = y_new
+    return y
+
+
+def _rk_stages_bound(t, y, p, h, A, c, Kst, ytmp, i0, i1):
+    # explicit.rk_stages with the problem's rhs bound: a compiled stage loop that a Python
+    # step loop (a kernel's twin) can call
+    rk_stages(rhs, t, y, p, h, A, c, Kst, ytmp, i0, i1)
+
+
+@lru_cache(maxsize=256)
+def rk_stages_kernel(f, compile=True):
+    """Return ``stages(t, y, p, h, A, c, K, ytmp, i0, i1)``: explicit.rk_stages for ``f``."""
+    stages = explicit.rk_stages
+    if not compile:  # the plain-Python original
+        stages = getattr(stages, "py_func", stages)
+    return templates.build(_rk_stages_bound, f, 1, compile, "rk_stages", rk_stages=stages)
+
+
+@lru_cache(maxsize=256)
+def rk_restep_kernel(f, compile=True):
+    """Return the compiled re-stepping of explicit FSAL RK steps for ``f`` (see source)."""
+    stages, combine = explicit.rk_stages, explicit.rk_combine
+    if not compile:  # the plain-Python originals
+        stages = getattr(stages, "py_func", stages)
+        combine = getattr(combine, "py_func", combine)
+    return templates.build(
+        _rk_restep, f, 1, compile, "rk_restep", rk_stages=stages, rk_combine=combine
+    )
 
 
 @lru_cache(maxsize=256)
