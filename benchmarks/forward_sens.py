@@ -11,7 +11,10 @@ Rodas4 (Rosenbrock stages of the augmented system, second-order duals), each aga
 own plain solve.
 Peers: central finite differences of scipy ``solve_ivp``;
 hand-written augmented sensitivity systems in scipy (RK45, LSODA, BDF); CasADi's CVODES
-forward sensitivities when casadi is installed (numbalsoda does not build here).
+forward sensitivities when casadi is installed (numbalsoda does not build here); diffrax
+(float64, ``jax.jacfwd`` through ``diffeqsolve`` with ``ForwardMode``: Tsit5 for
+Lotka-Volterra, Kvaerno5 for Robertson) when jax and diffrax are installed, compiled ahead
+of the timing (compile seconds in its row's name).
 
 All in one process, after warm-up, medians of repeats; each tool's error is the largest
 relative deviation of dy/dp from a tight reference (the hand-augmented system in scipy
@@ -36,6 +39,13 @@ try:
     import casadi
 except ImportError:  # pragma: no cover
     casadi = None
+try:  # diffrax's forward mode (jax.jacfwd through the solve), float64
+    import diffrax
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+except ImportError:  # pragma: no cover
+    diffrax = None
 
 
 def median_time(fn, repeat):
@@ -144,6 +154,54 @@ def casadi_sens(kind, y0, ts, p, rtol, atol):
     return run
 
 
+def diffrax_sens(kind, y0, t_span, ts, p, rtol, atol):
+    """diffrax dy/dp at ``ts``, (nt, n, m): ``jax.jacfwd`` through ``diffeqsolve`` with
+    ``ForwardMode``; Tsit5 for Lotka-Volterra, Kvaerno5 for Robertson, PIDController.
+
+    Returns ``(run, compile seconds)``; ``run`` calls the ahead-of-time compiled function.
+    """
+    jnp = jax.numpy
+    if kind == "lv":
+
+        def f(t, x, q):
+            return jnp.stack([q[0] * x[0] - q[1] * x[0] * x[1], -q[2] * x[1] + q[3] * x[0] * x[1]])
+
+        solver = diffrax.Tsit5()
+    else:
+
+        def f(t, x, q):
+            return jnp.stack(
+                [
+                    -q[0] * x[0] + q[1] * x[1] * x[2],
+                    q[0] * x[0] - q[1] * x[1] * x[2] - q[2] * x[1] ** 2,
+                    q[2] * x[1] ** 2,
+                ]
+            )
+
+        solver = diffrax.Kvaerno5()
+
+    def states(q):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(f),
+            solver,
+            float(t_span[0]),
+            float(t_span[1]),
+            None,
+            jnp.asarray(y0),
+            args=q,
+            saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=jnp.asarray(atol)),
+            adjoint=diffrax.ForwardMode(),
+            max_steps=100_000,
+        )
+        return sol.ys
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.jacfwd(states)).lower(jnp.asarray(p)).compile()
+    t_compile = time.perf_counter() - t0
+    return (lambda: np.asarray(compiled(jnp.asarray(p)))), t_compile
+
+
 def error(S, ref):
     return float(np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
 
@@ -205,6 +263,10 @@ def lotka(repeat):
     if casadi is not None:
         run = casadi_sens("lv", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (median_time(run, r), error(run(), ref))
+    if diffrax is not None:
+        run, t_jit = diffrax_sens("lv", y0, (0, 10), ts, p, rtol, atol)
+        name = f"diffrax Tsit5 ForwardMode, jacfwd (jit {t_jit:.1f} s)"
+        rows[name] = (median_time(run, r), error(run(), ref))
     pairs = {"ours: forward_sensitivity() one-shot, full": "ours: solve() plain, one-shot"}
     plain = Solver(prob, "Rodas4", ts, rtol, atol)
     rows["ours: Solver() plain solve, Rodas4"] = (median_time(plain, repeat), 0.0)
@@ -265,6 +327,10 @@ def robertson(repeat):
             median_time(run, r),
             error(run() * scale, ref * scale),
         )
+    if diffrax is not None:
+        run, t_jit = diffrax_sens("rober", y0, (0, 4e10), ts, p, rtol, atol)
+        name = f"diffrax Kvaerno5 ForwardMode, jacfwd (jit {t_jit:.1f} s)"
+        rows[name] = (median_time(run, r), error(run() * scale, ref * scale))
     table(
         "Robertson to 4e10, 3 parameters (errors of dy/dlog p)",
         rows,
