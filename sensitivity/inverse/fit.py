@@ -114,6 +114,7 @@ def fit(
     confidence=0.95,
     absolute_sigma=False,
     uncertainty="auto",
+    hessp=None,
     **options,
 ):
     """Fit an objective with scipy.optimize and estimate the uncertainty.
@@ -153,6 +154,13 @@ def fit(
         residuals and at most :data:`MAX_AUTO_COVARIANCE` parameters; a field of
         thousands of unknowns gets no dense covariance unless asked for. The RMSE
         is reported whenever the objective has residuals.
+    hessp : {None, "gauss-newton", "exact"}
+        The Hessian products of the Newton-type ``minimize`` methods (``"trust-ncg"``,
+        ``"Newton-CG"``, ``"trust-krylov"``, ``"trust-constr"``): ``"exact"`` second
+        derivatives (for ODE objectives, second-order forward sensitivities: one
+        augmented solve per product) or the Gauss-Newton ``J^T J v`` of residual
+        objectives. None: Gauss-Newton where the objective has residuals, exact
+        otherwise.
     **options
         Passed to ``least_squares`` (e.g. ``xtol``) or as ``minimize``
         options (e.g. ``maxiter``).
@@ -169,6 +177,8 @@ def fit(
         raise ValueError(f"x0 must be {m} finite numbers, got {x0!r}")
     if method not in LEAST_SQUARES + MINIMIZE:
         raise ValueError(f"method must be one of {LEAST_SQUARES + MINIMIZE}, got {method!r}")
+    if hessp not in (None, "gauss-newton", "exact"):
+        raise ValueError(f"hessp must be None, 'gauss-newton' or 'exact', got {hessp!r}")
     lo, hi = _bounds(bounds, m, theta0, method)
     z0 = objective.to_x(theta0)
     zlo, zhi = _bounds_to_x(objective, lo, hi)
@@ -180,7 +190,7 @@ def fit(
         if method in LEAST_SQUARES:
             raw = _run_least_squares(objective, z0, zlo, zhi, method, tracker, options)
         else:
-            raw = _run_minimize(objective, z0, zlo, zhi, method, tracker, options)
+            raw = _run_minimize(objective, z0, zlo, zhi, method, tracker, hessp, options)
     finally:
         tracker.close()
     if uncertainty == "auto":
@@ -285,7 +295,7 @@ def _run_least_squares(objective, z0, zlo, zhi, method, tracker, options):
         )
 
 
-def _run_minimize(objective, z0, zlo, zhi, method, tracker, options):
+def _run_minimize(objective, z0, zlo, zhi, method, tracker, hessp, options):
     tracker(z0)
 
     def cb(intermediate_result):
@@ -293,11 +303,9 @@ def _run_minimize(objective, z0, zlo, zhi, method, tracker, options):
 
     kwargs = {}
     if method in HESSP_METHODS:
-        kwargs["hessp"] = (
-            objective.hessp
-            if objective.has_residuals
-            else (lambda z, v: objective.hessp(z, v, kind="exact"))
-        )
+        if hessp is None:
+            hessp = "gauss-newton" if objective.has_residuals else "exact"
+        kwargs["hessp"] = lambda z, v: objective.hessp(z, v, kind=hessp)
     if method in BOUNDED and (np.isfinite(zlo).any() or np.isfinite(zhi).any()):
         kwargs["bounds"] = optimize.Bounds(zlo, zhi)
     return optimize.minimize(

@@ -205,13 +205,13 @@ class AbstractObjective:
             J = aslinearoperator(ev.rjac)
             Hu = J.rmatvec(J.matvec(u))
         elif kind == "exact":
-            ev = self.evaluate(theta, {"grad"})
             Hu = self._hessp(theta, u)
         else:
             raise ValueError(f"kind must be 'gauss-newton' or 'exact', got {kind!r}")
         out = d * Hu
-        if not self.transform.is_identity:
-            out = out + self.transform.second(x) * ev.grad * v
+        if not self.transform.is_identity:  # the gradient term of the chain rule
+            grad = ev.grad if kind == "gauss-newton" else self.evaluate(theta, {"grad"}).grad
+            out = out + self.transform.second(x) * grad * v
         return np.ascontiguousarray(out, dtype=np.float64)
 
     def _hessp(self, theta, u):

@@ -91,6 +91,7 @@ class Objective(AbstractObjective):
         self._sens = SensitivitySolver(prob, self.t_obs, wrt, method, rtol, atol, "full")
         self.nsolves = 0
         self.failures, self.last_failure = 0, None
+        self._hess = None  # the second-order solver of exact hessp, built on first use
 
     def with_tolerances(self, rtol, atol):
         """The same experiment solved at other tolerances (a new Objective)."""
@@ -173,6 +174,38 @@ class Objective(AbstractObjective):
         if self.has_residuals:
             out.residuals = np.concatenate(res)
             out.rjac = np.vstack(jac)
+        return out
+
+    def _hessp(self, theta, u):
+        """Exact ``d2F/dtheta2 u`` by second-order forward sensitivities
+        (:mod:`sensitivity.sens.second_order`): one augmented solve per product."""
+        # imported here: the second-order duals register their overloads on import
+        from sensitivity.sens.second_order import HessianVectorSolver, term_hvp
+
+        if self.has_integral:
+            raise TypeError(
+                f"{self.name}: exact Hessian products are not built for integral "
+                "objectives; use kind='gauss-newton'"
+            )
+        if self._hess is None:
+            self._hess = HessianVectorSolver(
+                self.prob, self.t_obs, self.params, self.y0_idx, self.method, self.rtol,
+                self.atol,
+            )  # fmt: skip
+        p, y0 = self._split(theta)
+        so = self._hess(p, y0, u)
+        self.nsolves += 1
+        if not so.success:
+            return np.full(self.n_params, np.nan)
+        E = np.zeros((self.prob.m, self.n_params))
+        E[self.params, np.arange(self.params.size)] = 1.0
+        vp = E @ u
+        out = np.zeros(self.n_params)
+        for term, rows in zip(self.terms, self._rows):
+            out += term_hvp(
+                term, so.y[rows], so.S[rows], so.w[rows], so.C[rows], p, E, vp,
+                self.prob.compile,
+            )  # fmt: skip
         return out
 
     def _plain_values(self):

@@ -215,6 +215,8 @@ class SensitivitySolver:
     calls: one instance must not run in two threads at once.
     """
 
+    kernel = staticmethod(sens_rhs)  # the augmented right-hand side's factory (f, K, compile)
+
     def __init__(
         self,
         prob,
@@ -362,7 +364,7 @@ class _Chunk:
             else:
                 self.f0_weights[c] = 1.0
         self.S0 = S0
-        self.aug = _Augmented(prob, K, S0, E, cols)
+        self.aug = _Augmented(prob, K, S0, E, cols, owner.kernel)
         self.P = self.aug.p.copy()
         self.Y0 = self.aug.y0.copy()
         self.implicit = _implicit(base.method)
@@ -493,7 +495,7 @@ class _Augmented:
     State ``Y = [y (n), S (n, K) row-major]``, parameters ``P = [p (m), E (m, K)]``.
     """
 
-    def __init__(self, prob, K, S0, E, cols):
+    def __init__(self, prob, K, S0, E, cols, kernel=sens_rhs):
         self.prob, self.K, self.cols = prob, K, cols
         self.n = prob.n * (K + 1)
         self.f = prob.f
@@ -501,7 +503,7 @@ class _Augmented:
         self.p = np.concatenate([prob.p, E.ravel()])
         self.t_span = prob.t_span
         self.compile = prob.compile
-        self.rhs_kernel = sens_rhs(prob.rhs_kernel, K, prob.compile)
+        self.rhs_kernel = kernel(prob.rhs_kernel, K, prob.compile)
         self.jac_sparsity = None
 
     def jacobian(self, t, Y):
