@@ -39,6 +39,8 @@ def make(results, outdir):
         series = [("discrete", "sensitivity, discrete BDF adjoint", "o-"),
                   ("continuous", "sensitivity, continuous adjoint", "s--"),
                   ("casadi", "CasADi CVODES adjoint", "^-"),
+                  ("diffrax_kvaerno5", "diffrax Kvaerno5, checkpointed adjoint", "d-"),
+                  ("jax_odeint", "JAX odeint (backsolve; wrong from N = 64)", "x:"),
                   ("scipy_fd", "scipy BDF + differences", "v:")]  # fmt: skip
         for key, label, style in series:
             pts = [(r["n"], r[key]) for r in rows if key in r]
