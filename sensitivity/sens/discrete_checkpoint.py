@@ -250,7 +250,11 @@ def forward_bdf(sv, p, y0, snapshots, budget):
         jac = prob.jac_kernel
     twin = python_twin(bdf.bdf_solve, over)
     meth = sv.method
-    opts = np.concatenate([sv.opts, [float(meth.max_order), float(meth.min_order), 0.0, 0.0]])
+    # [..., n_y, n_err] = 0 (no sensitivities), then the dense band [-1, -1]: the twin's LU
+    # is dense, or a Python-level override for patterned problems (linsolve.workspace)
+    opts = linsolve.with_band(
+        np.concatenate([sv.opts, [float(meth.max_order), float(meth.min_order), 0.0, 0.0]])
+    )
     rhs = prob.rhs_kernel
     args = (sv.t_span, y0, p, sv.tol, opts, sv.t_eval, *sv.ev, rhs, p)
     trace = _forward(rec, lambda: twin(rhs, jac, no_events, *args))
