@@ -465,7 +465,6 @@ class _Chunk:
         trace = meth.run(fns, compiled, s.t_span, Y0, p, tol, opts, s.t_eval, s.ev, P=P, **kwargs)
         return ode_solve._solution(trace, meth, False, None, int(opts[2]))
 
-
     def _rodas_setup(self, meth):
         """The function arguments of :func:`sensitivity.ode.rodas_sens.rodas_sens_solve`."""
         prob, aug = self.owner.prob, self.aug
