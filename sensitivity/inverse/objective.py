@@ -150,6 +150,8 @@ class AbstractObjective:
         return self.transform.inverse(self._check_theta(theta))
 
     def _check_x(self, x):
+        if np.iscomplexobj(x):  # never drop an imaginary part silently (complex step)
+            raise TypeError("x must be real: objectives evaluate their models in float64")
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.n_params,):
             raise ValueError(f"x must have shape ({self.n_params},), got {x.shape}")

@@ -147,6 +147,8 @@ class ParameterMap:
         return cls(tuple(IDENTITY if t is None else t for t in spec))
 
     def _apply(self, what, x):
+        if np.iscomplexobj(x):
+            raise TypeError("transforms act on real parameters; got a complex array")
         x = np.asarray(x, dtype=float)
         if self.is_identity:
             if what in ("forward", "inverse"):
