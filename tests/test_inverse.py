@@ -337,6 +337,10 @@ def test_bad_input_is_named():
         sn.FunctionObjective(lambda p: p, 3, data=synthetic(0)).fun(np.ones(3))
     with pytest.raises(ValueError, match="Log transform: parameters must be positive"):
         sn.fit(obj.with_transform(sn.Log()), [1.0, 1.0, -0.5])
+    with pytest.raises(TypeError, match="x must be real"):
+        obj.fun(np.array([1.0, 1.0, 0.0]) + 1e-30j)
+    with pytest.raises(TypeError, match="transforms act on real parameters"):
+        obj.with_transform(sn.Log()).transform.forward(np.ones(3) + 1e-30j)
 
 
 def test_uncertainty_option_and_large_fields():
