@@ -42,11 +42,10 @@ import numba
 import numpy as np
 
 from sensitivity.ad import nb
-from sensitivity.ad.core import new_tag
 from sensitivity.ad.nb_dual2_array import dual2_array_k
 from sensitivity.ode import solve as ode_solve
-from sensitivity.sens import forward
-from sensitivity.sens.dual2_kernels import second_order_kernel
+from sensitivity.sens import forward, templates
+from sensitivity.sens.dual2_kernels import _tags, second_order_kernel
 from sensitivity.sens.forward_kernels import view2d
 from sensitivity.sens.objectives import L2Misfit, PointObjective
 
@@ -110,23 +109,13 @@ def hess_rhs(f, K2, compile=True):
     callable
         ``hess_rhs(t, Y (n (K2 + 1),), P (m (K2 + 1),), dY (n (K2 + 1),))``.
     """
-    k = (K2 - 1) // 2
-    jit = compile and not numba.config.DISABLE_JIT
-    glb = {
-        "np": np,
-        "rhs": f,
-        "K": k,
-        "TAG": 0 if jit else new_tag(),
-        "TAG2": 0 if jit else new_tag(),
-        "dual2_array_k": dual2_array_k,
-        "view2d": view2d if jit else _view2d_py,
-        "_columns": _columns_jit if jit else _columns,
-    }
-    name = f"{nb._py_func(f).__name__}_hess_rhs_K{k}_{nb.fingerprint(f)}"
-    fn = type(_hess_rhs)(_hess_rhs.__code__, glb, name)
-    fn.__qualname__ = name
-    fn.__module__ = nb.__name__
-    return nb._njit(fn, True) if compile else fn
+    tag, tag2 = _tags(compile)
+    jit = tag == 0
+    return templates.build(
+        _hess_rhs, f, (K2 - 1) // 2, compile, "hess_rhs", TAG=tag, TAG2=tag2,
+        dual2_array_k=dual2_array_k, view2d=view2d if jit else _view2d_py,
+        _columns=_columns_jit if jit else _columns,
+    )  # fmt: skip
 
 
 def _view2d_py(a, start, rows, cols):
@@ -253,10 +242,7 @@ class HessianVectorSolver:
 
 
 def _as_vector(t, y, p, out):
-    out[0] = gfun(t, y, p)
-
-
-gfun = None  # template global of _as_vector
+    out[0] = rhs(t, y, p)
 
 
 @lru_cache(maxsize=256)
@@ -264,11 +250,7 @@ def vector_form(g, compile=True):
     """``g(t, y, p) -> float`` as ``h(t, y, p, out)`` with ``out`` (1,): the signature the
     second-order kernels take."""
     gf = nb.compile_rhs(g) if compile else nb._py_func(g)
-    name = f"{nb._py_func(g).__name__}_as_vector_{nb.fingerprint(gf)}"
-    fn = type(_as_vector)(_as_vector.__code__, {"gfun": gf}, name)
-    fn.__qualname__ = name
-    fn.__module__ = nb.__name__
-    return nb._njit(fn, True) if compile else fn
+    return templates.build(_as_vector, gf, 1, compile, "as_vector")
 
 
 def _second_derivatives(h, n_out, t_obs, Y, S, w, C, p, E, vp, compile):
