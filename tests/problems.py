@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import scipy.sparse as sp
+
+from sensitivity._lazy import LazyModule
+
+sp = LazyModule("scipy.sparse")  # as in the package: keeps first-call latency measurable
 
 
 def make_problem(rhs, y0, t_span, p, jac=None, jac_sparsity=None, compile=True):

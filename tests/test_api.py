@@ -172,3 +172,33 @@ def test_other_bad_arguments():
         sn.jacobian(np.sin, np.ones(2), chunk=0)
     with pytest.raises(ValueError, match="derivative: x must be a scalar"):
         sn.derivative(np.sin, np.ones(2))
+
+
+LAZY_IMPORTS = """
+import sys
+import numpy as np
+import sensitivity as sn
+heavy = [m for m in ("scipy.special", "scipy.sparse", "scipy.optimize", "sensitivity.sens")
+         if m in sys.modules]
+assert not heavy, heavy
+from scipy import special
+x = np.array([0.3, -0.7])
+value, J = sn.value_and_jacobian(lambda v: special.erf(v) + special.erfc(2 * v), x)
+d = 2 / np.sqrt(np.pi) * (np.exp(-x**2) - 2 * np.exp(-4 * x**2))
+assert np.allclose(np.diag(J), d, rtol=1e-14, atol=0), (J, d)
+assert sn.gradient.__module__ == "sensitivity.sens.adjoint"
+print("ok")
+"""
+
+
+def test_import_defers_scipy_and_the_sensitivity_layer_until_used():
+    # A fresh process: scipy.special, scipy.sparse and the adjoint layer load on first use
+    # (first-call latency), and scipy.special's erf still differentiates once imported.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_IMPORTS], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")

@@ -19,7 +19,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 from sensitivity.ad.core import top_tag
 from sensitivity.ad.functions import FUNCTIONS, supported_functions
 from sensitivity.ad.linalg import OPS, primal
-from sensitivity.ad.rules import RULES, UFUNC_RULES, VALUE_ONLY_UFUNCS
+from sensitivity.ad.rules import RULES, VALUE_ONLY_UFUNCS, ufunc_rule
 
 
 def flat_args(args):
@@ -162,8 +162,8 @@ class ADArray(NDArrayOperatorsMixin):
                 result = ufunc(*[primal(x) for x in inputs])
             elif ufunc is np.matmul:
                 result = cls._apply_op(OPS["matmul"], list(inputs), {}, tag)
-            elif ufunc in UFUNC_RULES:
-                result = cls._apply_rule(UFUNC_RULES[ufunc], inputs, tag)
+            elif ufunc_rule(ufunc) is not None:
+                result = cls._apply_rule(ufunc_rule(ufunc), inputs, tag)
             else:
                 raise TypeError(
                     f"numpy.{ufunc.__name__} has no derivative rule; the supported "

@@ -33,11 +33,11 @@ derivatives.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy import special
 
 # Bump whenever a rule changes: the numba duals stamp their on-disk cache with
 # it so that a changed rule never runs stale compiled code.
@@ -362,11 +362,43 @@ rule(
     analytic=False,
 )
 rule("where", np.where, None, d_where_a, d_where_b, domain=((0.0, 1.0),) * 3, analytic=False)
-rule("erf", special.erf, d_erf)
-rule("erfc", special.erfc, d_erfc)
+
+
+def _special(name):
+    """Return scipy.special's ufunc ``name``, imported on first use: importing scipy.special
+    takes ~0.2 s, half the latency budget of a first solve that never calls erf."""
+    from scipy import special
+
+    return getattr(special, name)
+
+
+def erf(x):
+    """The error function (``scipy.special.erf``)."""
+    return _special("erf")(x)
+
+
+def erfc(x):
+    """The complementary error function (``scipy.special.erfc``)."""
+    return _special("erfc")(x)
+
+
+rule("erf", erf, d_erf)
+rule("erfc", erfc, d_erfc)
+_SCIPY_UFUNCS = ("erf", "erfc")  # rules whose ufunc lives in the lazily imported scipy.special
 
 # ufunc -> rule, for the __array_ufunc__ dispatch of the array types.
 UFUNC_RULES: dict = {r.f: r for r in RULES.values() if isinstance(r.f, np.ufunc)}
+
+
+def ufunc_rule(ufunc):
+    """Return the rule of ``ufunc`` or None; scipy.special's ufuncs are registered the first
+    time they reach a differentiated array (scipy.special is imported by then)."""
+    rule_ = UFUNC_RULES.get(ufunc)
+    if rule_ is None and ufunc.__name__ in _SCIPY_UFUNCS:
+        special = sys.modules.get("scipy.special")
+        if special is not None and getattr(special, ufunc.__name__, None) is ufunc:
+            rule_ = UFUNC_RULES[ufunc] = RULES[ufunc.__name__]
+    return rule_
 VALUE_ONLY_UFUNCS = frozenset(VALUE_ONLY.values())
 
 

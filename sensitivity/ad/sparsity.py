@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import scipy.sparse as sp
+
+from sensitivity._lazy import LazyModule
+
+sp = LazyModule("scipy.sparse")
 
 __all__ = ["as_pattern", "color_columns", "colouring_is_valid", "compression", "detect_sparsity"]
 

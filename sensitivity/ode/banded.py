@@ -27,9 +27,11 @@ References
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
+from sensitivity._lazy import LazyModule
 from sensitivity.ode.control import jit
+
+sp = LazyModule("scipy.sparse")
 
 # make_kernel template globals, bound per problem (declared for linters; never used here)
 rhs = None

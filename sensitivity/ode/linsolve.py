@@ -25,10 +25,8 @@ length. The Python-level sets replace these names in the twin (:data:`SPARSE`,
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.linalg.lapack import dgbtrf, dgbtrs
-from scipy.sparse.linalg import splu
 
+from sensitivity._lazy import LazyModule
 from sensitivity.ad import nb
 from sensitivity.ode.banded import (
     band_factor,
@@ -37,6 +35,10 @@ from sensitivity.ode.banded import (
     bandwidths,
 )
 from sensitivity.ode.control import jit, python_twin
+
+sp = LazyModule("scipy.sparse")
+lapack = LazyModule("scipy.linalg.lapack")
+splinalg = LazyModule("scipy.sparse.linalg")
 
 DENSE = np.array([-1.0, -1.0])  # the band entries of opts for the dense layout
 
@@ -180,7 +182,7 @@ def sparse_jacobian(jac, t, y, p, J):
 def sparse_factor(J, c, M, piv):
     """Sparse :func:`factor`: the ``splu`` object of ``I - c J``."""
     n = J.shape[0]
-    return splu(sp.identity(n, format="csc") - c * J)
+    return splinalg.splu(sp.identity(n, format="csc") - c * J)
 
 
 def sparse_solve(M, piv, b, x):
@@ -203,14 +205,14 @@ def banded_factor(J, c, M, piv):
     ab = np.zeros((2 * kl + ku + 1, n))
     ab[kl + ku + row - col, col] = -c * data
     ab[kl + ku] += 1.0
-    lu, ipiv, info = dgbtrf(ab, kl, ku, overwrite_ab=True)
+    lu, ipiv, info = lapack.dgbtrf(ab, kl, ku, overwrite_ab=True)
     return (lu, ipiv, kl, ku)
 
 
 def banded_solve(M, piv, b, x):
     """Banded :func:`solve_lu` (LAPACK ``dgbtrs``)."""
     lu, ipiv, kl, ku = M
-    x[:] = dgbtrs(lu, kl, ku, b, ipiv)[0]
+    x[:] = lapack.dgbtrs(lu, kl, ku, b, ipiv)[0]
 
 
 SPARSE = {

@@ -22,11 +22,13 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import scipy.sparse as sp
 from numba.core import errors as nb_errors
 
+from sensitivity._lazy import LazyModule
 from sensitivity.ad import nb
 from sensitivity.ad.sparsity import as_pattern, color_columns, compression, detect_sparsity
+
+sp = LazyModule("scipy.sparse")
 
 __all__ = ["AUTO_SPARSE_MIN", "ODEProblem"]
 
