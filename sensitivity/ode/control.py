@@ -280,6 +280,18 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, rtol, atol, max_step, wor
     return min(100.0 * h0, h1, max_step)
 
 
+@jit()
+def sorted_along(t, direction):
+    """Return True if ``direction * t`` is non-decreasing and free of NaN (argument checks)."""
+    for i in range(t.shape[0]):
+        if t[i] != t[i]:
+            return False
+    for i in range(1, t.shape[0]):
+        if not (direction * (t[i] - t[i - 1]) >= 0.0):
+            return False
+    return True
+
+
 @jit(inline=True)
 def poly_eval(ya, Q, s, out):
     """Evaluate ``out = ya + sum_j Q[:, j] s**(j+1)`` (Horner)."""

@@ -34,6 +34,7 @@ from sensitivity.ode.control import (
     addresses,
     jit,
     python_twin,
+    sorted_along,
 )
 from sensitivity.ode.events import no_events
 from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
@@ -295,10 +296,11 @@ def _check_t_eval(t_eval, t_span):
     if te.size == 0:
         return te, False
     forward = t_span[1] > t_span[0]
-    if te.size > 1 and not (np.diff(te).min() >= 0.0 if forward else np.diff(te).max() <= 0.0):
+    if not sorted_along(te, 1.0 if forward else -1.0):  # NaN fails too
         raise ValueError("t_eval must be sorted in the direction of integration")
     first, last = (te[0], te[-1]) if forward else (te[-1], te[0])
-    if not (t_span.min() <= first and last <= t_span.max()):  # NaN fails too
+    lo, hi = (t_span[0], t_span[1]) if forward else (t_span[1], t_span[0])
+    if not (lo <= first and last <= hi):  # NaN fails too
         raise ValueError(f"t_eval must lie within t_span = [{t_span[0]}, {t_span[1]}]")
     return te, False
 
@@ -316,13 +318,13 @@ def _check_steps(first_step, max_step, max_steps):
 
 def _check_rhs_at_start(rhs, t0, y0, p):
     """Evaluate the right-hand side once in Python, so that errors name the cause."""
-    dydt = np.zeros_like(y0)
+    dydt = np.zeros(y0.size)
     try:
         rhs(t0, y0.copy(), p, dydt)
     except Exception as exc:
         raise ValueError(f"the right-hand side raised at t = {t0:.17g}: {exc!r}") from exc
-    bad = np.flatnonzero(~np.isfinite(dydt))
-    if bad.size:
+    if not _finite(dydt):
+        bad = np.flatnonzero(~np.isfinite(dydt))
         raise ValueError(
             f"the right-hand side returned a non-finite value at t = {t0:.17g} in component "
             f"{bad[0]} (y0 and p are finite)"
