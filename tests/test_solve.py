@@ -67,6 +67,9 @@ def blow_up_jac(t, y, p, J):
         ({"t_eval": [0.0, 11.0]}, "t_eval"),
         ({"t_eval": [2.0, 1.0]}, "t_eval"),
         ({"t_eval": [[1.0]]}, "t_eval"),
+        ({"t_eval": [1.0, np.nan, 2.0]}, "t_eval must be sorted"),
+        ({"t_eval": [1.0, 2.0, 2.0, 1.5]}, "t_eval must be sorted"),
+        ({"t_eval": [-1.0, 2.0]}, "t_eval must lie within"),
         ({"method": "RK4"}, "method"),
         ({"first_step": -0.1}, "first_step"),
         ({"max_step": 0.0}, "max_step"),
@@ -90,6 +93,14 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 def test_bad_problem_attributes(prob, match):
     with pytest.raises(ValueError, match=match):
         solve(prob)
+
+
+def test_t_eval_order_follows_a_backward_t_span():
+    prob = lv(t_span=(10.0, 0.0))
+    sol = solve(prob, "Tsit5", t_eval=[10.0, 5.0, 5.0, 0.0])
+    assert sol.success and np.array_equal(sol.t, [10.0, 5.0, 5.0, 0.0])
+    with pytest.raises(ValueError, match="t_eval must be sorted"):
+        solve(prob, "Tsit5", t_eval=[0.0, 5.0])
 
 
 def test_not_a_problem_and_bad_events():
