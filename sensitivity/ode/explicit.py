@@ -32,8 +32,10 @@ from sensitivity.ode.control import (
     SUCCESS,
     TERMINATED,
     as_rhs,
+    borrow,
     copy1,
     error_norm,
+    hold,
     initial_step,
     jit,
     pi_factor,
@@ -121,11 +123,26 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
     max_step, max_steps, save_steps = opts[1], int(opts[2]), opts[3] > 0.0
     record, k_ctrl, fsal = opts[4] > 0.0, opts[5] + 1.0, opts[6] > 0.0
     reuse, combined = opts[7] > 0.0, opts[8] > 0.0
-    K = np.empty((s_all, n))
-    y = y0.copy()
-    y_new, err, ytmp, zero = np.empty(n), np.empty(n), np.empty(n), np.zeros(n)
-    err3 = np.empty(n)
-    Q = np.empty((n, P.shape[1]))
+    # The work arrays enter the loop as borrowed views (no reference counting per use);
+    # their owners are held to the end of the function.
+    K_own, y_own, Q_own, w_own = (
+        np.empty((s_all, n)),
+        y0.copy(),
+        np.empty((n, P.shape[1])),
+        np.zeros((5, n)),
+    )
+    K, y, Q, w = borrow(K_own), borrow(y_own), borrow(Q_own), borrow(w_own)
+    y_new, err, ytmp, zero, err3 = w[0], w[1], w[2], w[3], w[4]
+    p, A, b, c, e, e3, P = (
+        borrow(p),
+        borrow(A),
+        borrow(b),
+        borrow(c),
+        borrow(e),
+        borrow(e3),
+        borrow(P),
+    )
+    atol, t_eval = borrow(atol), borrow(t_eval)
     g_old, g_work = np.empty(ev_dir.shape[0]), np.empty(ev_dir.shape[0])
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)  # t and component of a failure
@@ -203,7 +220,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
                 g_work,
             )
         else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
-            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
+            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
         counts[3] += 1
         if terminal:
             status = TERMINATED
@@ -219,6 +236,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
         copy1(y, y_new)
         h_abs = abs(h) * pi_factor(en, err_prev, k_ctrl, rejected)
         err_prev, rejected = max(en, 1e-4), False
+    hold(K_own, y_own, Q_own, w_own)
     return finish_trace(status, info, counts, bufs, ks)
 
 
