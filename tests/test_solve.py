@@ -266,3 +266,13 @@ def test_prepared_solver_matches_solve_with_new_p_and_y0(method):
         solver(p=[1.0, 2.0])
     with pytest.raises(ValueError, match="y0 must be finite"):
         solver(y0=[np.nan, 1.0])
+
+
+def test_rodas4_entry_refuses_sensitivity_arguments():
+    # The stiff entries share one run(); only BDF and ESDIRK take forward sensitivities here
+    # (Rodas4's run through sensitivity.ode.rodas_sens).
+    from sensitivity.ode.solve import METHODS
+
+    prob = lv()
+    with pytest.raises(TypeError, match="Rodas4 does not take forward sensitivities"):
+        METHODS["Rodas4"].run(None, True, None, prob.y0, prob.p, None, None, None, None, n_y=2)

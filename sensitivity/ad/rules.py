@@ -399,6 +399,8 @@ def ufunc_rule(ufunc):
         if special is not None and getattr(special, ufunc.__name__, None) is ufunc:
             rule_ = UFUNC_RULES[ufunc] = RULES[ufunc.__name__]
     return rule_
+
+
 VALUE_ONLY_UFUNCS = frozenset(VALUE_ONLY.values())
 
 

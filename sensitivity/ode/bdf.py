@@ -473,61 +473,17 @@ def bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P)
 
 
 @dataclass(frozen=True)
-class BDF:
+class BDF(linsolve.StiffMethod):
     """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`bdf_solve`."""
 
-    stiff: bool = True
-    anchor_at_end: bool = True
-    needs_jac: bool = True
+    anchor_at_end = True
+    takes_sens = True
 
     max_order: int = MAX_ORDER
     min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
 
-    def run(
-        self,
-        fns,
-        compiled,
-        t_span,
-        y0,
-        p,
-        tol,
-        opts,
-        t_eval,
-        ev,
-        sparse_jac=None,
-        pattern=None,
-        sens=None,
-        P=None,
-        n_y=0,
-        n_err=0,
-        band=None,
-    ):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+    def kernels(self):
+        return bdf_solve, bdf_solve_native
 
-        With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
-        banded or sparse LU at Python level (:func:`sensitivity.ode.linsolve.choose`);
-        compiled with ``band = (kl, ku)``, the jac addresses are those of a banded Jacobian
-        (:func:`sensitivity.ode.linsolve.band_jacobian`) and the banded LU runs. Forward
-        sensitivities: ``sens`` (the function, or its two addresses when compiled), ``P``,
-        ``n_y`` and ``n_err`` as in :func:`bdf_solve`.
-        """
-        extra = [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]
-        opts = np.concatenate([opts, extra])
-        return linsolve.run_stiff_sens(
-            bdf_solve,
-            bdf_solve_native,
-            fns,
-            compiled,
-            t_span,
-            y0,
-            p,
-            tol,
-            opts,
-            t_eval,
-            ev,
-            sparse_jac,
-            pattern,
-            sens,
-            P,
-            band,
-        )
+    def extra_opts(self, n_y, n_err):
+        return [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]

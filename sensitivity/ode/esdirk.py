@@ -353,53 +353,14 @@ def esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
 
 
 @dataclass(frozen=True)
-class ESDIRK:
+class ESDIRK(linsolve.StiffMethod):
     """Method entry of :data:`sensitivity.ode.solve.METHODS` for TR-BDF2."""
 
-    stiff: bool = True
-    anchor_at_end: bool = False
-    needs_jac: bool = True
+    anchor_at_end = False
+    takes_sens = True
 
-    def run(
-        self,
-        fns,
-        compiled,
-        t_span,
-        y0,
-        p,
-        tol,
-        opts,
-        t_eval,
-        ev,
-        sparse_jac=None,
-        pattern=None,
-        sens=None,
-        P=None,
-        n_y=0,
-        n_err=0,
-        band=None,
-    ):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+    def kernels(self):
+        return esdirk_solve, esdirk_solve_native
 
-        Forward sensitivities: ``sens`` (the function, or its two addresses when compiled),
-        ``P``, ``n_y`` and ``n_err`` as in :func:`esdirk_solve`; ``band`` as in ``BDF.run``.
-        """
-        opts = np.concatenate([opts, [float(n_y), float(n_err)]])
-        return linsolve.run_stiff_sens(
-            esdirk_solve,
-            esdirk_solve_native,
-            fns,
-            compiled,
-            t_span,
-            y0,
-            p,
-            tol,
-            opts,
-            t_eval,
-            ev,
-            sparse_jac,
-            pattern,
-            sens,
-            P,
-            band,
-        )
+    def extra_opts(self, n_y, n_err):
+        return [float(n_y), float(n_err)]

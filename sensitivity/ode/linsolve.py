@@ -16,7 +16,7 @@ Three interchangeable sets of the same operations, chosen per problem:
 The kernels call ``workspace(n, opts) -> (J, M, piv)``, ``new_jacobian(jac, t, y, p, J)
 -> J``, ``factor(J, c, M, piv) -> M`` (the factors of ``I - c J``) and ``solve_lu(M, piv,
 b, x)``. The last two entries of ``opts`` are the band ``[kl, ku]`` (``[-1, -1]``: dense,
-appended by :func:`run_stiff`); the banded ``piv`` carries them too, ``piv = [pivots (n),
+appended by :meth:`StiffMethod.run`); the banded ``piv`` carries them too, ``piv = [pivots (n),
 kl, ku]``, so that :func:`factor` and :func:`solve_lu` tell the layouts apart by its
 length. The Python-level sets replace these names in the twin (:data:`SPARSE`,
 :data:`BANDED`).
@@ -284,71 +284,68 @@ def with_band(opts, band=None):
     return np.concatenate([opts, DENSE if band is None else np.asarray(band, np.float64)])
 
 
-def run_stiff(
-    kernel,
-    native,
-    fns,
-    compiled,
-    t_span,
-    y0,
-    p,
-    tol,
-    opts,
-    t_eval,
-    ev,
-    sparse_jac=None,
-    pattern=None,
-    band=None,
-):
-    """Run a stiff kernel ``kernel(rhs, jac, g, ...)`` on the right linear algebra.
+class StiffMethod:
+    """The ``run`` shared by the stiff method entries of :data:`sensitivity.ode.solve.METHODS`.
 
-    With a sparsity ``pattern``, its Python twin with the banded or sparse LU of
-    :func:`choose` and ``sparse_jac(t, y)``; compiled, ``native(addresses, ...)`` (with
-    ``band = (kl, ku)`` the jac address is a banded Jacobian, :func:`band_jacobian`);
-    otherwise the twin on the Python callables ``fns = (rhs, g, jac)``.
+    A subclass names its kernel pair in :meth:`kernels`: ``kernel(rhs, jac, g, t_span, y0,
+    p, tol, opts, t_eval, ev_dir, ev_term[, sens, P])`` and its compiled entry ``native(
+    addresses, ...)``; ``takes_sens`` says whether they take forward sensitivities (the
+    trailing ``sens, P``; ``native`` takes ``P`` and four address pairs ``[rhs, g, jac,
+    sens]``), and :meth:`extra_opts` what the kernel reads after the common ``opts``.
     """
-    opts = with_band(opts, band)
-    if sparse_jac is not None:
-        twin = python_twin(kernel, choose(pattern))
-        return twin(fns[0], sparse_jac, fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
-    if compiled:
-        return native(fns, t_span, y0, p, tol, opts, t_eval, *ev)
-    return python_twin(kernel)(fns[0], fns[2], fns[1], t_span, y0, p, tol, opts, t_eval, *ev)
 
+    stiff = True
+    needs_jac = True
+    takes_sens = False
 
-def run_stiff_sens(
-    kernel,
-    native,
-    fns,
-    compiled,
-    t_span,
-    y0,
-    p,
-    tol,
-    opts,
-    t_eval,
-    ev,
-    sparse_jac=None,
-    pattern=None,
-    sens=None,
-    P=None,
-    band=None,
-):
-    """:func:`run_stiff` for kernels that also take forward sensitivities (BDF, ESDIRK).
+    def kernels(self):
+        raise NotImplementedError
 
-    ``kernel(rhs, jac, g, ..., ev_dir, ev_term, sens, P)`` and ``native(addresses, ...,
-    ev_dir, ev_term, P)`` with ``addresses = [rhs, g, jac, sens]`` (two each); without
-    sensitivities ``sens`` is ``rhs`` and ``P`` is ``p``.
-    """
-    P = p if P is None else P
-    opts = with_band(opts, band)
-    if sparse_jac is not None or not compiled:
-        rhs, g = fns[0], fns[1]
-        sens = rhs if sens is None else sens
-        if sparse_jac is not None:
-            twin, jac = python_twin(kernel, choose(pattern)), sparse_jac
-        else:
-            twin, jac = python_twin(kernel), fns[2]
-        return twin(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, P)
-    addr = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
-    return native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)
+    def extra_opts(self, n_y, n_err):
+        return ()
+
+    def run(
+        self,
+        fns,
+        compiled,
+        t_span,
+        y0,
+        p,
+        tol,
+        opts,
+        t_eval,
+        ev,
+        sparse_jac=None,
+        pattern=None,
+        sens=None,
+        P=None,
+        n_y=0,
+        n_err=0,
+        band=None,
+    ):
+        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
+
+        With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
+        banded or sparse LU at Python level (:func:`choose`); compiled with ``band = (kl,
+        ku)``, the jac addresses are those of a banded Jacobian (:func:`band_jacobian`) and
+        the banded LU runs. Forward sensitivities (``takes_sens``): ``sens`` (the function,
+        or its two addresses when compiled; default: the right-hand side), ``P`` (default
+        ``p``), ``n_y`` and ``n_err`` as the kernel documents them.
+        """
+        kernel, native = self.kernels()
+        if not self.takes_sens and (sens is not None or P is not None or n_y or n_err):
+            raise TypeError(f"{type(self).__name__} does not take forward sensitivities")
+        opts = with_band(np.concatenate([opts, self.extra_opts(n_y, n_err)]), band)
+        tail = (P if P is not None else p,) if self.takes_sens else ()
+        if sparse_jac is not None or not compiled:
+            rhs, g = fns[0], fns[1]
+            if self.takes_sens:
+                tail = (rhs if sens is None else sens,) + tail
+            if sparse_jac is not None:
+                twin, jac = python_twin(kernel, choose(pattern)), sparse_jac
+            else:
+                twin, jac = python_twin(kernel), fns[2]
+            return twin(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)
+        if self.takes_sens:  # the sensitivity function's addresses (the rhs's when unused)
+            fns = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
+        return native(fns, t_span, y0, p, tol, opts, t_eval, *ev, *tail)

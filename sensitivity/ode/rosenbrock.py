@@ -295,45 +295,11 @@ def rodas_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
 
 
 @dataclass(frozen=True)
-class Rodas4:
-    """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`rodas_solve`."""
+class Rodas4(linsolve.StiffMethod):
+    """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`rodas_solve`
+    (its forward sensitivities run through :mod:`sensitivity.ode.rodas_sens`)."""
 
-    stiff: bool = True
-    anchor_at_end: bool = False
-    needs_jac: bool = True
+    anchor_at_end = False
 
-    def run(
-        self,
-        fns,
-        compiled,
-        t_span,
-        y0,
-        p,
-        tol,
-        opts,
-        t_eval,
-        ev,
-        sparse_jac=None,
-        pattern=None,
-        band=None,
-    ):
-        """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
-
-        ``sparse_jac``, ``pattern`` and ``band`` as in ``BDF.run``.
-        """
-        return linsolve.run_stiff(
-            rodas_solve,
-            rodas_solve_native,
-            fns,
-            compiled,
-            t_span,
-            y0,
-            p,
-            tol,
-            opts,
-            t_eval,
-            ev,
-            sparse_jac,
-            pattern,
-            band,
-        )
+    def kernels(self):
+        return rodas_solve, rodas_solve_native
