@@ -47,6 +47,8 @@ from sensitivity.ode.control import (
     TERMINATED,
     as_jac,
     as_rhs,
+    borrow,
+    hold,
     initial_step,
     jit,
 )
@@ -308,11 +310,13 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     newton_tol = max(10.0 * EPS / rtol, min(0.03, rtol**0.5))
     counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
     info = np.zeros(2)
-    f, y, d, dy, work = np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N)
-    y_pred, psi, scale = np.empty(N), np.empty(N), np.empty(N)
+    # work vectors as borrowed views (no reference counting per use; owners held to the end)
+    w_own, Q_own, D_own = np.zeros((8, N)), np.zeros((N, MAX_ORDER)), np.zeros((MAX_ORDER + 3, N))
+    w, Q, D = borrow(w_own), borrow(Q_own), borrow(D_own)
+    f, y, d, dy, work, y_pred, psi, scale = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+    p, P, atol, t_eval = borrow(p), borrow(P), borrow(atol), borrow(t_eval)
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
-    Q = np.zeros((N, MAX_ORDER))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], MAX_ORDER)
     sens(t0, y0, P, f)
     g(t0, y0, p, g_old)
@@ -335,7 +339,6 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
         )
         counts[0] += 1
     h_abs = min(h_abs, max_step)
-    D = np.zeros((MAX_ORDER + 3, N))
     D[0] = y0
     D[1] = f * h_abs * direction
     J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
@@ -444,7 +447,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
                 g_work,
             )
         else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
-            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, bufs[0], bufs[1])
+            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, borrow(bufs[0]), borrow(bufs[1]))
         counts[3] += 1
         t = t_new
         if terminal:
@@ -459,6 +462,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
         h_abs *= fac
         change_D(D, order, fac)
         n_equal, lu_valid = 0, False
+    hold(w_own, Q_own, D_own)
     return finish_trace(status, info, counts, bufs, ks)
 
 
