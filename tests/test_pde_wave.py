@@ -311,6 +311,11 @@ def test_bad_input(small):
         setup.gradient(m, q, setup.forward(m, q), memory_budget=1000)
     with pytest.raises(ValueError, match="steps"):
         setup.gradient(m, q, setup.forward(m, q), schedule=cp.binomial(7, 2))
+    from dataclasses import replace
+
+    online = replace(cp.binomial(setup.nt, 3), initial=(0,))
+    with pytest.raises(ValueError, match="start from stored checkpoints"):
+        setup.gradient(m, q, setup.forward(m, q), schedule=online)
     problem, _, v0 = camembert(shape=(11, 11), spacing=(50.0, 50.0), nbl=3, t_end=0.1)
     with pytest.raises(ValueError, match="v_max"):
         problem.modelled_data(v0 * 2)

@@ -26,13 +26,22 @@ The gradient with respect to ``m`` is the imaging condition
     dJ/dm = - sum_n mu^{n+1} [ (u^{n+1} - 2 u^n + u^{n-1}) / dt^2
                                + sigma (u^{n+1} - u^{n-1}) / (2 dt) ],
 
-and ``dJ/dv = dJ/dm * (-2 / v**3)``. The wavefields needed by the imaging
-condition are stored (store-all) or recomputed from checkpoints of ``(u^n,
-u^{n-1})`` chosen by :mod:`sensitivity.sens.checkpoint` within a memory budget
-(``u^{n+1}`` is kept from the previous reversed step); both paths evaluate the
-same expressions in the same order and give bitwise identical gradients. The
-tangent-linear (Born) model uses the same bracket, so the two are transposes
-to round-off.
+and ``dJ/dv = dJ/dm * (-2 / v**3)``. The bracket ``G^n`` equals ``(A u^{n+1} -
+C u^n + B u^{n-1}) / m``, so by the scheme ``A^{-1} m G^n = D^n`` with
+
+    D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1}),   alpha = A^{-1} C,
+
+and ``m^{-1} A = 1/dt^2 + sigma/(2 dt)`` does not depend on n: the kernels
+accumulate ``-sum_n mu^{n+1} D^n`` with the coefficient ``alpha`` their step
+already reads, and the sum is scaled once at the end. The images ``D^n`` are
+stored (store-all: one field per step, formed in the forward sweep) or
+recomputed from checkpoints of ``(u^n, u^{n-1})`` chosen by
+:mod:`sensitivity.sens.checkpoint` within a memory budget (``u^{n+1}`` is kept
+from the previous reversed step); both paths evaluate the same expressions in
+the same order and give bitwise identical gradients. The tangent-linear (Born)
+model forms ``G^n`` from its definition above, so the dot-product test between
+it and the gradient also checks this rewriting. The compiled sweeps are in
+:mod:`sensitivity.pde.wave_kernels`.
 
 References
 ----------
@@ -48,6 +57,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -189,6 +199,16 @@ class Acoustic2D:
     def _imaging_args(self):
         return _sweep(self.sigma), 1.0 / self.dt**2, 0.5 / self.dt
 
+    def _image_scale(self, g):
+        """dJ/dm (nx, nz) from the kernels' ``-sum_n mu^{n+1} D^n`` (sweep layout).
+
+        The kernels' image ``D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` is
+        ``A^{-1} (L u^n + S q^n) = A^{-1} m G^n`` by the scheme, with ``G^n`` the image
+        of the module docstring; ``m^{-1} A = 1/dt^2 + sigma/(2 dt)`` is constant in
+        time, so it scales the sum once.
+        """
+        return _unsweep(g, self.shape) * (1.0 / self.dt**2 + self.sigma / (2 * self.dt))
+
     # -- operators ------------------------------------------------------------------------
     def forward(self, m, q, save=False):
         """Model receiver data ``d = F(m) q``.
@@ -289,30 +309,30 @@ class Acoustic2D:
         if d_obs.shape != (self.nt, self.receivers.n):
             want = (self.nt, self.receivers.n)
             raise ValueError(f"d_obs must have shape (nt, n_receivers) = {want}")
-        work = self.working_bytes()
+        acts = None
         if schedule is None and memory_budget is not None:
-            schedule = cp.from_budget(self.nt, 2 * self.wavefield_bytes, memory_budget, work)
-            if schedule.name == "store_all":
-                schedule = None
-        if schedule is None:
+            budget = cp.parse_bytes(memory_budget)
+            schedule, acts = _budget_plan(self.nt, 2 * self.wavefield_bytes, budget,
+                                          self.working_bytes())  # fmt: skip
+        if schedule is None or schedule.name == "store_all":
             res = self._gradient_stored(k, q, d_obs, residual, workspace)
         else:
-            res = self._gradient_checkpointed(k, q, d_obs, schedule, residual)
+            res = self._gradient_checkpointed(k, q, d_obs, schedule, residual, acts)
         res.stats["budget_bytes"] = None if memory_budget is None else cp.parse_bytes(memory_budget)
         return res
 
     def working_bytes(self):
         """Bytes of the arrays a checkpointed gradient needs besides its checkpoints.
 
-        Padded fields: 4 of the pool beyond two per checkpoint, 2 adjoint;
-        4 in the sweep layout (two coefficients, sigma, the gradient);
-        unpadded: up to 7 coefficients and temporaries; data and residual
-        (nt, n_receivers); the schedule's actions (~512 bytes a step).
-        Checked against tracemalloc in the tests.
+        Padded fields: 4 of the pool beyond two per checkpoint (the current
+        state, the step's output, the kept u^{n+1}), 2 adjoint, 1 spare;
+        4 arrays of (nx, nz + 4): two coefficients, the gradient and the
+        unpadded A^{-1}; the residual (nt, n_receivers); the schedule's actions
+        (~512 bytes a step). Checked against tracemalloc in the tests.
         """
         nx, nz = self.shape
-        fields = 10 * self.wavefield_bytes + 8 * 7 * nx * nz
-        return fields + 8 * 2 * self.nt * self.receivers.n + 512 * self.nt
+        fields = 7 * self.wavefield_bytes + 8 * 4 * nx * (nz + 2 * HALO)
+        return fields + 8 * self.nt * self.receivers.n + 512 * self.nt
 
     def _gradient_stored(self, k, q, d_obs, residual, workspace):
         data, store, work = self._forward_images(k, q, workspace)
@@ -324,7 +344,7 @@ class Acoustic2D:
                      n_snapshots=store.shape[0], stored_bytes=store.nbytes)  # fmt: skip
         if workspace is None:
             _SHARED.give_back(store, work)
-        return GradientResult(0.5 * float(np.sum(r * r)), _unsweep(g, self.shape), r, stats)
+        return GradientResult(0.5 * float(np.sum(r * r)), self._image_scale(g), r, stats)
 
     def _forward_images(self, k, q, workspace):
         """Data and the image of every step, shape (nt - 1, nx * (nz + 4)), and 2 work fields.
@@ -347,37 +367,49 @@ class Acoustic2D:
                 workspace.update(store=store, work=work)
         s, r = self.sources, self.receivers
         wk.forward_loop_images(self.nt, *k, s.idx, self._src_w(), q, r.idx, r.weights, data,
-                               *self._imaging_args(), store, work)  # fmt: skip
+                               store, work)  # fmt: skip
         return data, store, work
 
-    def _gradient_checkpointed(self, k, q, d_obs, schedule, residual):
+    def _gradient_checkpointed(self, k, q, d_obs, schedule, residual, acts=None):
         if schedule.n_steps != self.nt:
             raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
         if schedule.initial:
             raise ValueError("schedule: plans that start from stored checkpoints are not supported")
         s, rc, nt = self.sources, self.receivers, self.nt
-        acts = np.array([(_CODES[a.kind], a.i, a.j) for a in schedule.actions], dtype=np.int64)
+        acts = _encode(schedule) if acts is None else acts
         size = (self.shape[0] + 2 * HALO) * k[4]
         # two fields per checkpoint, the current state, the step's output, the kept u^{n+1}
         pool = np.zeros((2 * schedule.n_snapshots + 4, size))
         mu = np.zeros((2, size))
-        data = np.empty((nt, rc.n))
         r = np.empty((nt, rc.n))
         given = _NONE2 if residual is None else np.ascontiguousarray(residual, dtype=float)
         g = np.zeros(k[0].shape)
         fwd, peak = wk.run_checkpointed(acts, nt, *k, s.idx, self._src_w(), q, rc.idx,
-                                        rc.weights, d_obs, given, data, r,
-                                        *self._imaging_args(), pool, mu, g)  # fmt: skip
+                                        rc.weights, d_obs, given, r, pool, mu, g)  # fmt: skip
+        del pool, mu  # before the temporaries of the gradient's scaling
         stats = dict(schedule=schedule.name, forward_steps=int(fwd),
                      recompute_factor=fwd / nt, n_snapshots=int(peak),
                      stored_bytes=int(peak) * 2 * self.wavefield_bytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), _unsweep(g, self.shape), r, stats)
+        return GradientResult(0.5 * float(np.sum(r * r)), self._image_scale(g), r, stats)
 
 
 _CODES = {kind: code for code, kind in enumerate(cp.ACTION_KINDS)}
 assert [_CODES[k] for k in ("store", "restore", "free", "advance", "reverse")] == [
     wk.STORE, wk.RESTORE, wk.FREE, wk.ADVANCE, wk.REVERSE
 ]
+
+
+def _encode(schedule):
+    """A schedule's actions as rows ``(code, i, j)`` for :func:`wave_kernels.run_checkpointed`."""
+    return np.array([(_CODES[a.kind], a.i, a.j) for a in schedule.actions], dtype=np.int64)
+
+
+@lru_cache(maxsize=16)
+def _budget_plan(nt, state_bytes, budget, working_bytes):
+    """The schedule of a memory budget, and its coded actions: built once (planning
+    a binomial schedule of ~600 steps takes a quarter of a forward modelling)."""
+    schedule = cp.from_budget(nt, state_bytes, budget, working_bytes)
+    return schedule, None if schedule.name == "store_all" else _encode(schedule)
 
 
 def _sweep(x):

@@ -63,8 +63,16 @@ def _new(a1, a2, al, ia, lap):
 
 
 @njit(cache=True, inline="always")
-def _image(a0, a1, a2, sig, idt2, i2dt):
-    """``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)`` at one node."""
+def _image(a0, a1, a2, al):
+    """``u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` at one node: ``A^{-1}(L u^n + S q^n)``
+    by the scheme, the image of step n over ``A^{-1} m`` (see :mod:`sensitivity.pde.wave`)."""
+    return (a0 - a2) - al * (a1 - a2)
+
+
+@njit(cache=True, inline="always")
+def _image_m(a0, a1, a2, sig, idt2, i2dt):
+    """``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)``: the derivative of
+    the scheme with respect to m, as the tangent-linear model forms it."""
     return (a0 - 2.0 * a1 + a2) * idt2 + sig * ((a0 - a2) * i2dt)
 
 
@@ -89,7 +97,7 @@ def step_inplace(u, up, al, ia, cs, W):
 
 
 @njit(cache=True)
-def step_image_inplace(u, up, al, ia, cs, W, sig, idt2, i2dt, D):
+def step_image_inplace(u, up, al, ia, cs, W, D):
     """:func:`step_inplace`, and the image ``D`` (n,) of (u', u, up) while they are in registers."""
     n = al.shape[0]
     v = _views(u, W, n)
@@ -98,7 +106,7 @@ def step_image_inplace(u, up, al, ia, cs, W, sig, idt2, i2dt, D):
         a1, a2 = v[0][k], o[k]
         a0 = _new(a1, a2, al[k], ia[k], _lap(v, k, cs))
         o[k] = a0
-        D[k] = _image(a0, a1, a2, sig[k], idt2, i2dt)
+        D[k] = _image(a0, a1, a2, al[k])
 
 
 @njit(cache=True)
@@ -114,7 +122,7 @@ def adjoint_image_stored(m1, m2, al, ia, cs, W, D, g):
 
 
 @njit(cache=True)
-def adjoint_image_fields(m1, m2, al, ia, cs, W, un, u, up, sig, idt2, i2dt, g):
+def adjoint_image_fields(m1, m2, al, ia, cs, W, un, u, up, g):
     """:func:`adjoint_image_stored` with the image formed from the fields u^{n+1}, u^n, u^{n-1}."""
     n = al.shape[0]
     v = _views(m1, W, n)
@@ -122,7 +130,7 @@ def adjoint_image_fields(m1, m2, al, ia, cs, W, un, u, up, sig, idt2, i2dt, g):
     a, b, c = un[2 * W:], u[2 * W:], up[2 * W:]
     for k in range(n):
         mu = v[0][k]
-        g[k] -= mu * _image(a[k], b[k], c[k], sig[k], idt2, i2dt)
+        g[k] -= mu * _image(a[k], b[k], c[k], al[k])
         o[k] = _new(mu, o[k], al[k], ia[k], _lap(v, k, cs))
 
 
@@ -147,8 +155,7 @@ def forward_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, ustore):
 
 
 @njit(cache=True)
-def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sig, idt2, i2dt,
-                        store, work):  # fmt: skip
+def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, store, work):
     """Time loop storing the image ``D^n`` of every step n < nt - 1 in ``store`` (nt - 1, n).
 
     The reverse pass then reads one stored field per step instead of three (the
@@ -170,12 +177,12 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sig
             for k in range(4):
                 kept[p, k] = up[(sidx[p, k, 0] + 2) * W + sidx[p, k, 1] + 2]
         D = store[n]
-        step_image_inplace(u, up, al, ia, cs, W, sig, idt2, i2dt, D)
+        step_image_inplace(u, up, al, ia, cs, W, D)
         inject(up.reshape(pad), sidx, sw, q[n], iau, 2)
         for p in range(sidx.shape[0]):  # the injected nodes changed after their image
             for k in range(4):
                 t = sidx[p, k, 0] * W + sidx[p, k, 1] + 2  # sweep index; padded: t + 2W
-                D[t] = _image(up[t + 2 * W], u[t + 2 * W], kept[p, k], sig[t], idt2, i2dt)
+                D[t] = _image(up[t + 2 * W], u[t + 2 * W], kept[p, k], al[t])
         up, u = u, up
 
 
@@ -228,7 +235,7 @@ def born_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt
         step(du, dup, dun, al, ia, cs, W)
         a, b, c, d = un[2 * W:], u[2 * W:], up[2 * W:], dun[2 * W:]
         for k in range(al.shape[0]):
-            d[k] -= ia[k] * (dm[k] * _image(a[k], b[k], c[k], sig[k], idt2, i2dt))
+            d[k] -= ia[k] * (dm[k] * _image_m(a[k], b[k], c[k], sig[k], idt2, i2dt))
         up, u, un = u, un, up
         dup, du, dun = du, dun, dup
 
@@ -246,8 +253,8 @@ def _free_field(ref):
 
 
 @njit(cache=True)
-def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs, given, data,
-                     r, sig, idt2, i2dt, pool, mu, g):  # fmt: skip
+def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs, given, r,
+                     pool, mu, g):  # fmt: skip
     """Execute a checkpoint schedule (actions coded (kind, i, j)) in one compiled call.
 
     States ``x_n = (u^n, u^{n-1})`` are pairs of indices into ``pool`` (fields,
@@ -255,14 +262,16 @@ def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs,
     counts: storing or restoring a state copies two indices, never a field, and
     a step writes into a field nothing references. Reversing step ``n`` needs
     u^{n+1} too: the first field of the previously reversed state, kept
-    referenced. ``mu`` (2, padded) holds mu^{n+1} and mu^{n+2}. Fills ``data``,
-    ``r`` and ``g``; returns (steps advanced, peak number of snapshots).
+    referenced. ``mu`` (2, padded) holds mu^{n+1} and mu^{n+2}. Fills the
+    residual ``r`` and ``g`` (``-sum mu^{n+1} D^n``); returns (steps advanced, peak
+    number of snapshots).
     """
     nx = iau.shape[0]
     pad = (nx + 4, W)
     ref = np.zeros(pool.shape[0], dtype=np.int64)
     ck = np.full((nt, 2), -1, dtype=np.int64)
     iu, iup, kept = 0, 0, -1  # x_0 = (0, 0): the zero field 0, twice
+    d = np.empty(r.shape[1])  # data of the reversed step
     ref[0] = 2
     m1, m2 = mu[0], mu[1]
     m1[:] = 0.0
@@ -297,12 +306,11 @@ def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs,
             ck[i, 0], ck[i, 1] = -1, -1
             alive -= 1
         else:  # reverse step i with x_i current and u^{i+1} kept
-            sample(pool[iu].reshape(pad), ridx, rw, data[i])
+            sample(pool[iu].reshape(pad), ridx, rw, d)
             for p in range(r.shape[1]):
-                r[i, p] = data[i, p] - d_obs[i, p] if given.shape[0] == 0 else given[i, p]
+                r[i, p] = d[p] - d_obs[i, p] if given.shape[0] == 0 else given[i, p]
             if i < nt - 1:
-                adjoint_image_fields(m1, m2, al, ia, cs, W, pool[kept], pool[iu], pool[iup],
-                                     sig, idt2, i2dt, g)  # fmt: skip
+                adjoint_image_fields(m1, m2, al, ia, cs, W, pool[kept], pool[iu], pool[iup], g)
             else:  # mu^{nt} = 0: no imaging term
                 step_inplace(m1, m2, al, ia, cs, W)
             inject(m2.reshape(pad), ridx, rw, r[i], iau, 2)
