@@ -296,9 +296,10 @@ class Acoustic2D:
             fields, the bulk of its memory). ``None``: a store shared by the
             calls of this process, kept after the call so that the next
             gradient (an inversion makes many) does not pay the page faults
-            of fresh memory, about half a forward modelling here; free it with
-            :func:`free_workspace`. A dict: buffers kept in it (initially
-            empty) instead. ``False``: a fresh store, freed on return.
+            of fresh memory (about one forward modelling of the Camembert
+            shot); free it with :func:`free_workspace`. A dict: buffers kept
+            in it (initially empty) instead. ``False``: a fresh store, freed
+            on return.
 
         Returns
         -------
@@ -314,6 +315,8 @@ class Acoustic2D:
             budget = cp.parse_bytes(memory_budget)
             schedule, acts = _budget_plan(self.nt, 2 * self.wavefield_bytes, budget,
                                           self.working_bytes())  # fmt: skip
+        if schedule is not None and schedule.n_steps != self.nt:
+            raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
         if schedule is None or schedule.name == "store_all":
             res = self._gradient_stored(k, q, d_obs, residual, workspace)
         else:
@@ -349,9 +352,9 @@ class Acoustic2D:
     def _forward_images(self, k, q, workspace):
         """Data and the image of every step, shape (nt - 1, nx * (nz + 4)), and 2 work fields.
 
-        The image of step n is ``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} -
-        u^{n-1})/(2 dt)``, the factor of ``mu^{n+1}`` in the gradient: the reverse pass
-        needs nothing else from the forward fields.
+        The image of step n is ``D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` (the
+        module docstring), the factor of ``mu^{n+1}`` in the gradient: the reverse
+        pass needs nothing else from the forward fields.
         """
         data = np.empty((self.nt, self.receivers.n))
         shape = (self.nt - 1, k[0].shape[0])
@@ -371,8 +374,6 @@ class Acoustic2D:
         return data, store, work
 
     def _gradient_checkpointed(self, k, q, d_obs, schedule, residual, acts=None):
-        if schedule.n_steps != self.nt:
-            raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
         if schedule.initial:
             raise ValueError("schedule: plans that start from stored checkpoints are not supported")
         s, rc, nt = self.sources, self.receivers, self.nt

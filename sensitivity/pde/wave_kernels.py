@@ -26,6 +26,10 @@ sigma/(2 dt))`` the leapfrog step ``u' = A^{-1}[(C + L) u - B u_]`` is, with
 two coefficient arrays instead of three. Every kernel evaluates it, the
 Laplacian and the image through the same inline functions in the same order,
 so recomputed fields and images are bitwise equal to stored ones.
+
+The time loops release the GIL (``nogil``), so that shots run in parallel
+through a thread pool (:mod:`sensitivity.pde.fwi`'s ``executor``); a single
+loop runs on one thread.
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ def adjoint_image_fields(m1, m2, al, ia, cs, W, un, u, up, g):
         o[k] = _new(mu, o[k], al[k], ia[k], _lap(v, k, cs))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def forward_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, ustore):
     """Time loop; ``ustore`` (nt, nx, nz) gets u^n (length 0: not stored)."""
     nx, nz = iau.shape
@@ -154,7 +158,7 @@ def forward_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, ustore):
         up, u = u, up
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, store, work):
     """Time loop storing the image ``D^n`` of every step n < nt - 1 in ``store`` (nt - 1, n).
 
@@ -186,7 +190,7 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sto
         up, u = u, up
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def adjoint_loop_stored(nt, al, ia, iau, cs, W, ridx, rw, r, store, mu, g):
     """Reverse time loop with the stored images ``store`` (nt - 1, n); ``mu`` (2, padded)."""
     nx = iau.shape[0]
@@ -203,7 +207,7 @@ def adjoint_loop_stored(nt, al, ia, iau, cs, W, ridx, rw, r, store, mu, g):
         m1, m2 = m2, m1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def adjoint_source_loop(nt, al, ia, iau, cs, W, sidx, sw, ridx, rw, r, qbar):
     """Reverse loop of the modelling operator's transpose: ``qbar[n] = S^T mu^{n+1}``."""
     nx = iau.shape[0]
@@ -216,7 +220,7 @@ def adjoint_source_loop(nt, al, ia, iau, cs, W, sidx, sw, ridx, rw, r, qbar):
         m1, m2 = m2, m1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def born_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, ddata):
     """Tangent-linear model: ``A du^{n+1} = (C + L) du^n - B du^{n-1} - dm dG^n/dm``
     with ``dG^n/dm`` the image (``dm`` flat, on the sweep's n values)."""
@@ -252,7 +256,7 @@ def _free_field(ref):
     raise RuntimeError("checkpointed gradient: the field pool is exhausted")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs, given, r,
                      pool, mu, g):  # fmt: skip
     """Execute a checkpoint schedule (actions coded (kind, i, j)) in one compiled call.
