@@ -115,14 +115,16 @@ def step_image_inplace(u, up, al, ia, cs, W, D):
 
 @njit(cache=True)
 def adjoint_image_stored(m1, m2, al, ia, cs, W, D, g):
-    """``g -= mu^{n+1} D^n``, then ``mu^n`` (the adjoint step) written over ``m2``."""
+    """``g -= mu^{n+1} D^n``, then ``mu^n`` (the adjoint step) written over ``m2``.
+
+    Two loops: with the stored image streamed from memory, the fused loop (one
+    sweep, as :func:`adjoint_image_fields`) measured 6 % slower.
+    """
     n = al.shape[0]
-    v = _views(m1, W, n)
-    o = m2[2 * W:]
+    mu = m1[2 * W:2 * W + n]
     for k in range(n):
-        mu = v[0][k]
-        g[k] -= mu * D[k]
-        o[k] = _new(mu, o[k], al[k], ia[k], _lap(v, k, cs))
+        g[k] -= mu[k] * D[k]
+    step_inplace(m1, m2, al, ia, cs, W)
 
 
 @njit(cache=True)
