@@ -296,7 +296,7 @@ class Acoustic2D:
             fields, the bulk of its memory). ``None``: a store shared by the
             calls of this process, kept after the call so that the next
             gradient (an inversion makes many) does not pay the page faults
-            of fresh memory (about one forward modelling of the Camembert
+            of fresh memory (about half a forward modelling of the Camembert
             shot); free it with :func:`free_workspace`. A dict: buffers kept
             in it (initially empty) instead. ``False``: a fresh store, freed
             on return.
@@ -441,6 +441,7 @@ class _SharedStore:
             kept, self._kept = self._kept, None
         if kept is not None and kept[0].shape == shape and kept[1].shape == wshape:
             return kept
+        del kept  # another problem's store: free it before allocating
         return np.empty(shape), np.empty(wshape)
 
     def give_back(self, store, work):
