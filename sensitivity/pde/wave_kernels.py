@@ -266,7 +266,8 @@ def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs,
     States ``x_n = (u^n, u^{n-1})`` are pairs of indices into ``pool`` (fields,
     zero-initialised; ``2 s + 4`` suffice for ``s`` snapshots), with reference
     counts: storing or restoring a state copies two indices, never a field, and
-    a step writes into a field nothing references. Reversing step ``n`` needs
+    a step writes over u^{n-1} when only the current state holds it, else into a
+    field nothing references. Reversing step ``n`` needs
     u^{n+1} too: the first field of the previously reversed state, kept
     referenced. ``mu`` (2, padded) holds mu^{n+1} and mu^{n+2}. Fills the
     residual ``r`` and ``g`` (``-sum mu^{n+1} D^n``); returns (steps advanced, peak
@@ -287,11 +288,15 @@ def run_checkpointed(acts, nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, d_obs,
         kind, i, j = acts[a, 0], acts[a, 1], acts[a, 2]
         if kind == ADVANCE:
             for n in range(i, j):
-                k = _free_field(ref)
-                step(pool[iu], pool[iup], pool[k], al, ia, cs, W)
+                if ref[iup] == 1 and iup != iu:  # u^{n-1} is the current state's alone
+                    k = iup
+                    step_inplace(pool[iu], pool[k], al, ia, cs, W)
+                else:
+                    k = _free_field(ref)
+                    step(pool[iu], pool[iup], pool[k], al, ia, cs, W)
+                    ref[k] += 1
+                    ref[iup] -= 1
                 inject(pool[k].reshape(pad), sidx, sw, q[n], iau, 2)
-                ref[k] += 1
-                ref[iup] -= 1
                 iup, iu = iu, k
             fwd += j - i
         elif kind == STORE:
