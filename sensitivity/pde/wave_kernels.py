@@ -27,9 +27,9 @@ two coefficient arrays instead of three. Every kernel evaluates it, the
 Laplacian and the image through the same inline functions in the same order,
 so recomputed fields and images are bitwise equal to stored ones.
 
-The time loops release the GIL (``nogil``), so that shots run in parallel
-through a thread pool (:mod:`sensitivity.pde.fwi`'s ``executor``); a single
-loop runs on one thread.
+The time loops release the GIL (``nogil``), so that a thread pool (the
+``executor`` of :mod:`sensitivity.pde.fwi`) can run shots at the same time; a
+single loop runs on one thread.
 """
 
 from __future__ import annotations
