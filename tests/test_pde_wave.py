@@ -14,7 +14,7 @@ from sensitivity.pde.boundary import sponge
 from sensitivity.pde.fwi import camembert
 from sensitivity.pde.points import inject_values, point_set, sample_field
 from sensitivity.pde.reference import forward_numpy
-from sensitivity.pde.wave import Acoustic2D, cfl_dt, ricker
+from sensitivity.pde.wave import Acoustic2D, cfl_dt, free_workspace, ricker
 from sensitivity.sens import checkpoint as cp
 from sensitivity.testing import dot_product_test, taylor_test
 
@@ -159,11 +159,40 @@ def test_peak_memory_under_budget(rng):
     # store-all needs more than the budget: the test measures something
     tracemalloc.start()
     try:
-        setup.gradient(m, q, d_obs)
+        setup.gradient(m, q, d_obs, workspace=False)  # a fresh store, as on a first call
         _, peak_all = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak_all > 2 * budget
+
+
+def test_store_all_workspace_is_kept_and_freed(small):
+    """The default store-all gradient reuses one store between calls until it is freed."""
+    setup, q, m = small
+    d_obs = setup.forward(np.full(setup.shape, m.mean()), q)
+    free_workspace()
+    ref = setup.gradient(m, q, d_obs, workspace=False)
+
+    def traced_peak(**kw):
+        tracemalloc.start()
+        try:
+            res = setup.gradient(m, q, d_obs, **kw)
+            return res, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    first, peak_first = traced_peak()  # allocates the shared store
+    again, peak_again = traced_peak()  # reuses it
+    store = ref.stats["stored_bytes"]
+    assert peak_first > store > 4 * peak_again
+    ws = {}
+    mine, _ = traced_peak(workspace=ws)  # a caller-held store instead
+    assert ws["store"].nbytes == store
+    free_workspace()
+    _, peak_freed = traced_peak()
+    assert peak_freed > store
+    for res in (first, again, mine):
+        assert np.array_equal(res.grad, ref.grad) and res.value == ref.value
 
 
 def greens_2d(r, t, c, w):
@@ -282,6 +311,11 @@ def test_bad_input(small):
         setup.gradient(m, q, setup.forward(m, q), memory_budget=1000)
     with pytest.raises(ValueError, match="steps"):
         setup.gradient(m, q, setup.forward(m, q), schedule=cp.binomial(7, 2))
+    from dataclasses import replace
+
+    online = replace(cp.binomial(setup.nt, 3), initial=(0,))
+    with pytest.raises(ValueError, match="start from stored checkpoints"):
+        setup.gradient(m, q, setup.forward(m, q), schedule=online)
     problem, _, v0 = camembert(shape=(11, 11), spacing=(50.0, 50.0), nbl=3, t_end=0.1)
     with pytest.raises(ValueError, match="v_max"):
         problem.modelled_data(v0 * 2)

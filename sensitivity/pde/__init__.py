@@ -11,7 +11,9 @@
   :class:`MOLSystem` -> ``ODEProblem`` with ``jac_sparsity``/``param_sparsity``;
 * 2-D acoustic waves (:mod:`~sensitivity.pde.wave`): :class:`Acoustic2D` with
   forward modelling, tangent-linear (Born) model, the exact discrete adjoint and
-  checkpointed gradients; point sources/receivers (:mod:`~sensitivity.pde.points`);
+  checkpointed gradients (compiled sweeps in :mod:`~sensitivity.pde.wave_kernels`;
+  :func:`free_workspace` frees the store that store-all gradients keep between
+  calls); point sources/receivers (:mod:`~sensitivity.pde.points`);
 * full-waveform inversion (:mod:`~sensitivity.pde.fwi`): :class:`FWIProblem`
   (misfit and velocity gradient summed over shots through an executor; as an
   inversion-layer objective, :class:`ShotObjective` per shot) and the
@@ -32,7 +34,7 @@ from sensitivity.pde.operators import (
 )
 from sensitivity.pde.points import PointSet, point_set
 from sensitivity.pde.reference import forward_numpy
-from sensitivity.pde.wave import Acoustic2D, GradientResult, cfl_dt, ricker
+from sensitivity.pde.wave import Acoustic2D, GradientResult, cfl_dt, free_workspace, ricker
 
 __all__ = [
     "Acoustic2D",
@@ -54,6 +56,7 @@ __all__ = [
     "flux_divergence",
     "flux_divergence_pattern",
     "forward_numpy",
+    "free_workspace",
     "gradient",
     "gradient_pattern",
     "laplacian",

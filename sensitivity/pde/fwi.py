@@ -161,7 +161,8 @@ class FWIProblem:
             Where the shots run (:func:`~sensitivity.inverse.executors.parallel_map`).
         memory_budget : int or str, optional
             Per-shot budget for stored wavefields (``"200MB"``); default
-            store-all.
+            store-all, whose store each process keeps between calls (one
+            shot's worth; :func:`sensitivity.pde.wave.free_workspace` frees it).
 
         Returns
         -------
@@ -176,8 +177,7 @@ class FWIProblem:
         if d_obs.shape != want:
             raise ValueError(f"d_obs must have shape (n_shots, nt, n_receivers) = {want}")
         m = ve**-2.0
-        ws = {} if executor is None else None  # in process: one wavefield store for all shots
-        jobs = [(self, k, m, d_obs[k], memory_budget, ws) for k in range(self.n_shots)]
+        jobs = [(self, k, m, d_obs[k], memory_budget) for k in range(self.n_shots)]
         results = parallel_map(executor, _shot_gradient, jobs, self._names())
         value = float(sum(r[0] for r in results))
         gm = np.sum([r[1] for r in results], axis=0)
@@ -251,9 +251,9 @@ def _shot_forward(job):
 
 
 def _shot_gradient(job):
-    problem, k, m, d, budget, ws = job
+    problem, k, m, d, budget = job
     shot = problem.shot(k)
-    res = shot.gradient(m, problem.wavelet[:, None], d, memory_budget=budget, workspace=ws)
+    res = shot.gradient(m, problem.wavelet[:, None], d, memory_budget=budget)
     return res.value, res.grad, res.stats
 
 

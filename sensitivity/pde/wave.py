@@ -26,13 +26,22 @@ The gradient with respect to ``m`` is the imaging condition
     dJ/dm = - sum_n mu^{n+1} [ (u^{n+1} - 2 u^n + u^{n-1}) / dt^2
                                + sigma (u^{n+1} - u^{n-1}) / (2 dt) ],
 
-and ``dJ/dv = dJ/dm * (-2 / v**3)``. The wavefields needed by the imaging
-condition are stored (store-all) or recomputed from checkpoints of ``(u^n,
-u^{n-1})`` chosen by :mod:`sensitivity.sens.checkpoint` within a memory budget
-(``u^{n+1}`` is kept from the previous reversed step); both paths evaluate the
-same expressions in the same order and give bitwise identical gradients. The
-tangent-linear (Born) model uses the same bracket, so the two are transposes
-to round-off.
+and ``dJ/dv = dJ/dm * (-2 / v**3)``. The bracket ``G^n`` equals ``(A u^{n+1} -
+C u^n + B u^{n-1}) / m``, so by the scheme ``A^{-1} m G^n = D^n`` with
+
+    D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1}),   alpha = A^{-1} C,
+
+and ``m^{-1} A = 1/dt^2 + sigma/(2 dt)`` does not depend on n: the kernels
+accumulate ``-sum_n mu^{n+1} D^n`` with the coefficient ``alpha`` their step
+already reads, and the sum is scaled once at the end. The images ``D^n`` are
+stored (store-all: one field per step, formed in the forward sweep) or
+recomputed from checkpoints of ``(u^n, u^{n-1})`` chosen by
+:mod:`sensitivity.sens.checkpoint` within a memory budget (``u^{n+1}`` is kept
+from the previous reversed step); both paths evaluate the same expressions in
+the same order and give bitwise identical gradients. The tangent-linear (Born)
+model forms ``G^n`` from its definition above, so the dot-product test between
+it and the gradient also checks this rewriting. The compiled sweeps are in
+:mod:`sensitivity.pde.wave_kernels`.
 
 References
 ----------
@@ -46,12 +55,14 @@ References
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from numba import njit
 
-from sensitivity.pde.points import HALO, PointSet, inject, sample
+from sensitivity.pde import wave_kernels as wk
+from sensitivity.pde.points import HALO, PointSet
 from sensitivity.sens import checkpoint as cp
 
 # 4th-order central second derivative: (-1/12, 4/3, -5/2, 4/3, -1/12) / h^2
@@ -75,227 +86,6 @@ def cfl_dt(spacing, v_max, safety=0.9):
     hx, hz = spacing
     lam = _D2_4TH_MAX * (1.0 / hx**2 + 1.0 / hz**2)
     return float(safety * 2.0 / (v_max * np.sqrt(lam)))
-
-
-@njit(cache=True, inline="always")
-def _lap(u, ii, jj, cs):
-    """4th-order Laplacian at padded node (ii, jj); one expression for every kernel,
-    so that recomputed values are bitwise equal to the original ones."""
-    return (
-        (cs[0] + cs[3]) * u[ii, jj]
-        + cs[1] * (u[ii - 1, jj] + u[ii + 1, jj])
-        + cs[2] * (u[ii - 2, jj] + u[ii + 2, jj])
-        + cs[4] * (u[ii, jj - 1] + u[ii, jj + 1])
-        + cs[5] * (u[ii, jj - 2] + u[ii, jj + 2])
-    )
-
-
-@njit(cache=True, inline="always")
-def _image(a0, a1, a2, sig, idt2, i2dt):
-    """``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)`` at one node: one
-    expression for every kernel, so stored and recomputed images are bitwise equal."""
-    return (a0 - 2.0 * a1 + a2) * idt2 + sig * ((a0 - a2) * i2dt)
-
-
-@njit(cache=True)
-def step(u, up, un, coef, cs):
-    """``un = A^{-1} [(C + L) u - B up]`` on padded fields (also the adjoint step)."""
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    for i in range(nx):
-        for j in range(nz):
-            lap = _lap(u, i + 2, j + 2, cs)
-            un[i + 2, j + 2] = ia[i, j] * (
-                c[i, j] * u[i + 2, j + 2] - b[i, j] * up[i + 2, j + 2] + lap
-            )
-
-
-@njit(cache=True)
-def adjoint_image_step(m1, m2, m0, coef, cs, un, u, up, o, sig, idt2, i2dt, g):
-    """Reversed step: imaging with ``mu^{n+1}``, then ``m0 = A^{-1}[(C + L) m1 - B m2]``.
-
-    ``g -= mu^{n+1} [(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sig (u^{n+1} - u^{n-1})/(2 dt)]``
-    is fused into the stencil sweep, so the adjoint field is read once per step.
-    The forward fields ``un, u, up`` are read at offset ``o`` (:data:`HALO` when
-    padded, 0 when stored without the halo); ``m1, m2, m0`` are padded.
-    """
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    for i in range(nx):
-        for j in range(nz):
-            mu = m1[i + 2, j + 2]
-            a0, a1, a2 = un[i + o, j + o], u[i + o, j + o], up[i + o, j + o]
-            g[i, j] -= mu * _image(a0, a1, a2, sig[i, j], idt2, i2dt)
-            lap = _lap(m1, i + 2, j + 2, cs)
-            m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2] + lap)
-
-
-@njit(cache=True)
-def _forward_loop(nt, coef, cs, sidx, sw, q, ridx, rw, data, ustore):
-    """Time loop; ``ustore`` (nt, nx, nz) gets u^n (length 0: not stored)."""
-    ia = coef[0]
-    nx, nz = ia.shape
-    pad = (nx + 4, nz + 4)
-    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    for n in range(nt):
-        sample(u, ridx, rw, data[n])
-        if ustore.shape[0] > 0:
-            for i in range(nx):  # explicit loops: slice assignment is slow to compile
-                for j in range(nz):
-                    ustore[n, i, j] = u[i + 2, j + 2]
-        if n == nt - 1:
-            break
-        step(u, up, un, coef, cs)
-        inject(un, sidx, sw, q[n], ia, 2)
-        up, u, un = u, un, up
-
-
-@njit(cache=True)
-def _step_image(u, up, un, coef, cs, sig, idt2, i2dt, D):
-    """:func:`step`, and the image ``D`` of (un, u, up) while the three are in registers."""
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = ia.shape
-    for i in range(nx):
-        for j in range(nz):
-            a1, a2 = u[i + 2, j + 2], up[i + 2, j + 2]
-            a0 = ia[i, j] * (c[i, j] * a1 - b[i, j] * a2 + _lap(u, i + 2, j + 2, cs))
-            un[i + 2, j + 2] = a0
-            D[i, j] = _image(a0, a1, a2, sig[i, j], idt2, i2dt)
-
-
-@njit(cache=True)
-def _forward_loop_images(nt, coef, cs, sidx, sw, q, ridx, rw, data, sig, idt2, i2dt, store):
-    """Time loop storing the image ``D^n`` (:func:`_image` of u^{n+1}, u^n, u^{n-1}) of
-    every step n < nt - 1 in ``store`` (nt - 1, nx, nz) instead of the fields.
-
-    The reverse pass then reads one stored field per step instead of three: the
-    store-all gradient is bound by memory traffic. The image is formed in the step's
-    sweep and corrected at the source nodes after the injection.
-    """
-    ia = coef[0]
-    nx, nz = ia.shape
-    pad = (nx + 4, nz + 4)
-    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    for n in range(nt):
-        sample(u, ridx, rw, data[n])
-        if n == nt - 1:
-            break
-        _step_image(u, up, un, coef, cs, sig, idt2, i2dt, store[n])
-        inject(un, sidx, sw, q[n], ia, 2)
-        D = store[n]
-        for p in range(sidx.shape[0]):  # the injected nodes changed after their image
-            for k in range(4):
-                i, j = sidx[p, k, 0], sidx[p, k, 1]
-                D[i, j] = _image(un[i + 2, j + 2], u[i + 2, j + 2], up[i + 2, j + 2],
-                                 sig[i, j], idt2, i2dt)  # fmt: skip
-        up, u, un = u, un, up
-
-
-@njit(cache=True)
-def _advance(i, j, coef, cs, sidx, sw, q, u, up, s0, s1, s2, iu, iup):
-    """Steps i ... j-1 from the padded state (u^i, u^{i-1}); returns (u^j, u^{j-1}).
-
-    Writes only into the scratch fields ``s0, s1, s2`` (never into ``u``,
-    ``up``), so that checkpoints are neither copied when restored nor when
-    stored. ``iu``, ``iup``: the scratch slots that hold ``u``, ``up`` (-1
-    when they are not scratch).
-    """
-    for n in range(i, j):
-        k = 0
-        while k == iu or k == iup:
-            k += 1
-        un = s0 if k == 0 else (s1 if k == 1 else s2)
-        step(u, up, un, coef, cs)
-        inject(un, sidx, sw, q[n], coef[0], 2)
-        up, u = u, un
-        iup, iu = iu, k
-    return u, up
-
-
-@njit(cache=True)
-def _reverse(n, nt, coef, cs, ridx, rw, d_obs, given, data, r, un, u, up, sig, idt2, i2dt,
-             mu, kk, g):  # fmt: skip
-    """Reverse step n from the padded forward fields u^{n+1}, u^n, u^{n-1}.
-
-    ``mu`` (3, nx + 4, nz + 4) holds mu^{n+2}, mu^{n+1} and a scratch field at
-    ``kk[0] % 3``, ``+1``, ``+2``; ``kk[0]`` advances by one per call (a rotation
-    without copies)."""
-    sample(u, ridx, rw, data[n])
-    if given.shape[0] == 0:
-        for k in range(r.shape[1]):
-            r[n, k] = data[n, k] - d_obs[n, k]
-    else:
-        for k in range(r.shape[1]):
-            r[n, k] = given[n, k]
-    k = kk[0]
-    m2, m1, m0 = mu[k % 3], mu[(k + 1) % 3], mu[(k + 2) % 3]
-    if n < nt - 1:
-        adjoint_image_step(m1, m2, m0, coef, cs, un, u, up, 2, sig, idt2, i2dt, g)
-    else:  # mu^{nt} = 0: no imaging term
-        step(m1, m2, m0, coef, cs)
-    inject(m0, ridx, rw, r[n], coef[0], 2)
-    kk[0] = k + 1
-
-
-@njit(cache=True)
-def _adjoint_source_loop(nt, coef, cs, sidx, sw, ridx, rw, r, qbar):
-    nx, nz = coef[0].shape
-    pad = (nx + 4, nz + 4)
-    m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)  # mu^{n+2}, mu^{n+1}, mu^n
-    for n in range(nt - 1, -1, -1):
-        sample(m1, sidx, sw, qbar[n])  # dJ/dq^n = S^T mu^{n+1}
-        step(m1, m2, m0, coef, cs)
-        inject(m0, ridx, rw, r[n], coef[0], 2)
-        m2, m1, m0 = m1, m0, m2
-
-
-@njit(cache=True)
-def _born_loop(nt, coef, cs, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt, data, ddata):
-    """Tangent-linear model: ``A du^{n+1} = (C + L) du^n - B du^{n-1} - dm dG^n/dm``
-    with ``dG^n/dm`` the bracket of the imaging condition (``dm`` padded)."""
-    ia = coef[0]
-    nx, nz = ia.shape
-    pad = (nx + 4, nz + 4)
-    up, u, un = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    dup, du, dun = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    for n in range(nt):
-        sample(u, ridx, rw, data[n])
-        sample(du, ridx, rw, ddata[n])
-        if n == nt - 1:
-            break
-        step(u, up, un, coef, cs)
-        inject(un, sidx, sw, q[n], ia, 2)
-        step(du, dup, dun, coef, cs)
-        for i in range(nx):
-            for j in range(nz):
-                a0, a1, a2 = un[i + 2, j + 2], u[i + 2, j + 2], up[i + 2, j + 2]
-                dg = (a0 - 2.0 * a1 + a2) * idt2 + sig[i, j] * ((a0 - a2) * i2dt)
-                dun[i + 2, j + 2] -= ia[i, j] * (dm[i + 2, j + 2] * dg)
-        up, u, un = u, un, up
-        dup, du, dun = du, dun, dup
-
-
-@njit(cache=True)
-def _adjoint_loop_stored(nt, coef, cs, ridx, rw, r, store, g):
-    """Reverse time loop with the stored images ``store`` (nt - 1, nx, nz)."""
-    ia, c, b = coef[0], coef[1], coef[2]
-    nx, nz = g.shape
-    pad = (nx + 4, nz + 4)
-    m2, m1, m0 = np.zeros(pad), np.zeros(pad), np.zeros(pad)
-    for n in range(nt - 1, -1, -1):
-        if n < nt - 1:  # imaging with mu^{n+1}, fused with the adjoint stencil sweep
-            D = store[n]
-            for i in range(nx):
-                for j in range(nz):
-                    mu = m1[i + 2, j + 2]
-                    g[i, j] -= mu * D[i, j]
-                    lap = _lap(m1, i + 2, j + 2, cs)
-                    m0[i + 2, j + 2] = ia[i, j] * (c[i, j] * mu - b[i, j] * m2[i + 2, j + 2]
-                                                   + lap)  # fmt: skip
-        else:  # mu^{nt} = 0: no imaging term
-            step(m1, m2, m0, coef, cs)
-        inject(m0, ridx, rw, r[n], ia, 2)
-        m2, m1, m0 = m1, m0, m2
 
 
 _NONE2 = np.empty((0, 1))  # "no given residual" for the compiled reverse step
@@ -377,6 +167,18 @@ class Acoustic2D:
         a = m * (1.0 / dt**2 + self.sigma / (2 * dt))
         return np.stack([1.0 / a, 2.0 * m / dt**2, m * (1.0 / dt**2 - self.sigma / (2 * dt))])
 
+    def _kernel_args(self, m):
+        """``(alpha, A^{-1}, A^{-1} unpadded, cs, W)``: the arguments every sweep takes.
+
+        ``alpha = A^{-1} C = 2 / (1 + sigma dt / 2)`` and ``A^{-1}`` in the sweep
+        layout of :mod:`sensitivity.pde.wave_kernels` (zero in the halo columns).
+        """
+        m = self._check_m(m)
+        dt = self.dt
+        ia = 1.0 / (m * (1.0 / dt**2 + self.sigma / (2 * dt)))
+        al = 2.0 / (1.0 + (0.5 * dt) * self.sigma)
+        return _sweep(al), _sweep(ia), ia, self._cs(), self.shape[1] + 2 * HALO
+
     def _check_m(self, m):
         m = np.asarray(m, dtype=float)
         if m.shape != tuple(self.shape):
@@ -393,6 +195,19 @@ class Acoustic2D:
 
     def _src_w(self):
         return self.sources.weights / (self.spacing[0] * self.spacing[1])
+
+    def _imaging_args(self):
+        return _sweep(self.sigma), 1.0 / self.dt**2, 0.5 / self.dt
+
+    def _image_scale(self, g):
+        """dJ/dm (nx, nz) from the kernels' ``-sum_n mu^{n+1} D^n`` (sweep layout).
+
+        The kernels' image ``D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` is
+        ``A^{-1} (L u^n + S q^n) = A^{-1} m G^n`` by the scheme, with ``G^n`` the image
+        of the module docstring; ``m^{-1} A = 1/dt^2 + sigma/(2 dt)`` is constant in
+        time, so it scales the sum once.
+        """
+        return _unsweep(g, self.shape) * (1.0 / self.dt**2 + self.sigma / (2 * self.dt))
 
     # -- operators ------------------------------------------------------------------------
     def forward(self, m, q, save=False):
@@ -412,12 +227,11 @@ class Acoustic2D:
         data : ndarray, shape (nt, n_receivers)
         wavefields : ndarray, only when ``save``
         """
-        coef, q = self.coefficients(m), self._check_q(q)
+        k, q = self._kernel_args(m), self._check_q(q)
         data = np.empty((self.nt, self.receivers.n))
         store = np.empty((self.nt if save else 0,) + tuple(self.shape))
         r, s = self.receivers, self.sources
-        _forward_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                      data, store)  # fmt: skip
+        wk.forward_loop(self.nt, *k, s.idx, self._src_w(), q, r.idx, r.weights, data, store)
         return (data, store) if save else data
 
     def adjoint_source(self, m, r):
@@ -431,14 +245,13 @@ class Acoustic2D:
         -------
         ndarray, shape (nt, n_sources)
         """
-        coef = self.coefficients(m)
+        k = self._kernel_args(m)
         r = np.ascontiguousarray(r, dtype=float)
         if r.shape != (self.nt, self.receivers.n):
             raise ValueError(f"r must have shape (nt, n_receivers) = {(self.nt, self.receivers.n)}")
         qbar = np.zeros((self.nt, self.sources.n))
         s, rc = self.sources, self.receivers
-        _adjoint_source_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), rc.idx,
-                             rc.weights, r, qbar)  # fmt: skip
+        wk.adjoint_source_loop(self.nt, *k, s.idx, self._src_w(), rc.idx, rc.weights, r, qbar)
         return qbar
 
     def born(self, m, q, dm):
@@ -446,15 +259,15 @@ class Acoustic2D:
 
         Forward mode, independent of the adjoint: ``(F(m) q, dF/dm[dm] q)``.
         """
-        coef, q = self.coefficients(m), self._check_q(q)
+        k, q = self._kernel_args(m), self._check_q(q)
         dm = np.ascontiguousarray(dm, dtype=float)
         if dm.shape != tuple(self.shape):
             raise ValueError(f"dm must have shape {tuple(self.shape)}, got {dm.shape}")
         d = np.empty((self.nt, self.receivers.n))
         dd = np.empty_like(d)
         s, r = self.sources, self.receivers
-        _born_loop(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx, r.weights,
-                   np.pad(dm, HALO), *self._imaging_args(), d, dd)  # fmt: skip
+        wk.born_loop(self.nt, *k, s.idx, self._src_w(), q, r.idx, r.weights, _sweep(dm),
+                     *self._imaging_args(), d, dd)  # fmt: skip
         return d, dd
 
     # -- gradient -------------------------------------------------------------------------
@@ -472,145 +285,181 @@ class Acoustic2D:
             Bytes for the wavefields of this call (``"200MB"``), working arrays
             included. ``None``: store every time step.
         schedule : Schedule, optional
-            An explicit :mod:`sensitivity.sens.checkpoint` plan over ``nt``
-            steps (overrides ``memory_budget``).
+            An explicit offline :mod:`sensitivity.sens.checkpoint` plan over
+            ``nt`` steps (overrides ``memory_budget``).
         residual : ndarray, shape (nt, n_receivers), optional
             Back-propagate this instead of ``d - d_obs``: the gradient is then
             ``J^T residual`` with ``J = dF/dm`` (for dot-product tests); the
             value is still ``1/2 |residual|^2``.
-        workspace : dict, optional
-            Buffers kept between calls: pass the same (initially empty) dict
-            to consecutive store-all calls and the wavefield store is
-            allocated once. Fresh memory costs page faults comparable to a
-            forward modelling on this size of problem.
+        workspace : None, dict or False
+            Where the store-all gradient keeps its image store (``nt - 1``
+            fields, the bulk of its memory). ``None``: a store shared by the
+            calls of this process, kept after the call so that the next
+            gradient (an inversion makes many) does not pay the page faults
+            of fresh memory (about half a forward modelling of the Camembert
+            shot); free it with :func:`free_workspace`. A dict: buffers kept
+            in it (initially empty) instead. ``False``: a fresh store, freed
+            on return.
 
         Returns
         -------
         GradientResult
         """
-        coef, q = self.coefficients(m), self._check_q(q)
+        k, q = self._kernel_args(m), self._check_q(q)
         d_obs = np.ascontiguousarray(d_obs, dtype=float)
         if d_obs.shape != (self.nt, self.receivers.n):
             want = (self.nt, self.receivers.n)
             raise ValueError(f"d_obs must have shape (nt, n_receivers) = {want}")
-        work = self.working_bytes()
+        acts = None
         if schedule is None and memory_budget is not None:
-            schedule = cp.from_budget(self.nt, 2 * self.wavefield_bytes, memory_budget, work)
-            if schedule.name == "store_all":
-                schedule = None
-        if schedule is None:
-            res = self._gradient_stored(coef, q, d_obs, residual, workspace)
+            budget = cp.parse_bytes(memory_budget)
+            schedule, acts = _budget_plan(self.nt, 2 * self.wavefield_bytes, budget,
+                                          self.working_bytes())  # fmt: skip
+        if schedule is not None and schedule.n_steps != self.nt:
+            raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
+        if schedule is None or schedule.name == "store_all":
+            res = self._gradient_stored(k, q, d_obs, residual, workspace)
         else:
-            res = self._gradient_checkpointed(coef, q, d_obs, schedule, residual)
+            res = self._gradient_checkpointed(k, q, d_obs, schedule, residual, acts)
         res.stats["budget_bytes"] = None if memory_budget is None else cp.parse_bytes(memory_budget)
         return res
 
     def working_bytes(self):
         """Bytes of the arrays a checkpointed gradient needs besides its checkpoints.
 
-        Padded fields: 3 adjoint, 3 scratch, 2 initial zeros, 1 kept ``u^{n+1}``,
-        1 spare; unpadded: 3 coefficients and up to 4 temporaries; data and
-        residual (nt, n_receivers); the schedule's actions (~512 bytes a step).
-        Checked against tracemalloc in the tests (Camembert shot: 17.5 padded
-        fields measured besides checkpoints and plan, 20.5 estimated).
+        Padded fields: 4 of the pool beyond two per checkpoint (the current
+        state, the step's output, the kept u^{n+1}), 2 adjoint, 1 spare;
+        4 arrays of (nx, nz + 4): two coefficients, the gradient and the
+        unpadded A^{-1}; the residual (nt, n_receivers); the schedule's actions
+        (~512 bytes a step). Checked against tracemalloc in the tests.
         """
         nx, nz = self.shape
-        fields = 10 * self.wavefield_bytes + 8 * 7 * nx * nz
-        return fields + 8 * 2 * self.nt * self.receivers.n + 512 * self.nt
+        fields = 7 * self.wavefield_bytes + 8 * 4 * nx * (nz + 2 * HALO)
+        return fields + 8 * self.nt * self.receivers.n + 512 * self.nt
 
-    def _imaging_args(self):
-        return self.sigma, 1.0 / self.dt**2, 0.5 / self.dt
-
-    def _gradient_stored(self, coef, q, d_obs, residual, workspace):
-        data, store = self.forward_stored(coef, q, workspace)
+    def _gradient_stored(self, k, q, d_obs, residual, workspace):
+        data, store, work = self._forward_images(k, q, workspace)
         r = data - d_obs if residual is None else np.array(residual, dtype=float)
-        g = np.zeros(self.shape)
+        g = np.zeros(k[0].shape)
         rc = self.receivers
-        _adjoint_loop_stored(self.nt, coef, self._cs(), rc.idx, rc.weights, r, store, g)
+        wk.adjoint_loop_stored(self.nt, *k, rc.idx, rc.weights, r, store, work, g)
         stats = dict(schedule="store_all", forward_steps=self.nt - 1, recompute_factor=1.0,
                      n_snapshots=store.shape[0], stored_bytes=store.nbytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+        if workspace is None:
+            _SHARED.give_back(store, work)
+        return GradientResult(0.5 * float(np.sum(r * r)), self._image_scale(g), r, stats)
 
-    def forward_stored(self, coef, q, workspace=None):
-        """Data and the image of every step, shape (nt - 1, nx, nz).
+    def _forward_images(self, k, q, workspace):
+        """Data and the image of every step, shape (nt - 1, nx * (nz + 4)), and 2 work fields.
 
-        The image of step n is ``(u^{n+1} - 2u^n + u^{n-1})/dt^2 + sigma (u^{n+1} -
-        u^{n-1})/(2 dt)``, the factor of ``mu^{n+1}`` in the gradient: the reverse pass
-        needs nothing else from the forward fields.
+        The image of step n is ``D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` (the
+        module docstring), the factor of ``mu^{n+1}`` in the gradient: the reverse
+        pass needs nothing else from the forward fields.
         """
         data = np.empty((self.nt, self.receivers.n))
-        shape = (self.nt - 1,) + tuple(self.shape)
-        store = None if workspace is None else workspace.get("store")
-        if store is None or store.shape != shape:
-            store = np.empty(shape)
-            if workspace is not None:
-                workspace["store"] = store
+        shape = (self.nt - 1, k[0].shape[0])
+        wshape = (2, (self.shape[0] + 2 * HALO) * k[4])
+        if workspace is None:
+            store, work = _SHARED.take(shape, wshape)
+        elif workspace is False:
+            store, work = np.empty(shape), np.empty(wshape)
+        else:
+            store, work = workspace.get("store"), workspace.get("work")
+            if store is None or store.shape != shape or work.shape != wshape:
+                store, work = np.empty(shape), np.empty(wshape)
+                workspace.update(store=store, work=work)
         s, r = self.sources, self.receivers
-        _forward_loop_images(self.nt, coef, self._cs(), s.idx, self._src_w(), q, r.idx,
-                             r.weights, data, *self._imaging_args(), store)  # fmt: skip
-        return data, store
+        wk.forward_loop_images(self.nt, *k, s.idx, self._src_w(), q, r.idx, r.weights, data,
+                               store, work)  # fmt: skip
+        return data, store, work
 
-    def _gradient_checkpointed(self, coef, q, d_obs, schedule, residual):
-        if schedule.n_steps != self.nt:
-            raise ValueError(f"schedule has {schedule.n_steps} steps, expected nt = {self.nt}")
-        cs, s, rc, nt = self._cs(), self.sources, self.receivers, self.nt
-        sw = self._src_w()
-        pad = (self.shape[0] + 4, self.shape[1] + 4)
-        data = np.empty((nt, rc.n))
+    def _gradient_checkpointed(self, k, q, d_obs, schedule, residual, acts=None):
+        if schedule.initial:
+            raise ValueError("schedule: plans that start from stored checkpoints are not supported")
+        s, rc, nt = self.sources, self.receivers, self.nt
+        acts = _encode(schedule) if acts is None else acts
+        size = (self.shape[0] + 2 * HALO) * k[4]
+        # two fields per checkpoint, the current state, the step's output, the kept u^{n+1}
+        pool = np.zeros((2 * schedule.n_snapshots + 4, size))
+        mu = np.zeros((2, size))
         r = np.empty((nt, rc.n))
         given = _NONE2 if residual is None else np.ascontiguousarray(residual, dtype=float)
-        g = np.zeros(self.shape)
-        mu = np.zeros((3,) + pad)  # mu^{n+2}, mu^{n+1}, scratch (rotated by kk)
-        kk = np.zeros(1, dtype=np.int64)
-        img = self._imaging_args()
+        g = np.zeros(k[0].shape)
+        fwd, peak = wk.run_checkpointed(acts, nt, *k, s.idx, self._src_w(), q, rc.idx,
+                                        rc.weights, d_obs, given, r, pool, mu, g)  # fmt: skip
+        del pool, mu  # before the temporaries of the gradient's scaling
+        stats = dict(schedule=schedule.name, forward_steps=int(fwd),
+                     recompute_factor=fwd / nt, n_snapshots=int(peak),
+                     stored_bytes=int(peak) * 2 * self.wavefield_bytes)  # fmt: skip
+        return GradientResult(0.5 * float(np.sum(r * r)), self._image_scale(g), r, stats)
 
-        # Zero-copy checkpointing: advance writes only into three scratch fields.
-        # Storing a state hands its scratch fields to the checkpoint (replacing
-        # them by pooled ones); restoring hands the checkpoint's fields back by
-        # reference; freeing returns fields nothing else holds to the pool. The
-        # u^{n+1} kept for the next reversal's imaging is held the same way.
-        scratch = [np.zeros(pad) for _ in range(3)]
-        pool, refs = [], {}
 
-        def slot(a):  # compiled kernels return their input arrays as the same objects
-            for k in range(3):
-                if scratch[k] is a:
-                    return k
-            return -1
+_CODES = {kind: code for code, kind in enumerate(cp.ACTION_KINDS)}
+assert [_CODES[k] for k in ("store", "restore", "free", "advance", "reverse")] == [
+    wk.STORE, wk.RESTORE, wk.FREE, wk.ADVANCE, wk.REVERSE
+]
 
-        def hold(state):
-            for a in state:
-                k = slot(a)
-                if k >= 0:  # the holder takes the field; scratch gets another
-                    scratch[k] = pool.pop() if pool else np.zeros(pad)
-                refs[id(a)] = refs.get(id(a), 0) + 1
-            return state
 
-        def release(state):
-            for a in state:
-                refs[id(a)] -= 1
-                if refs[id(a)] == 0:
-                    del refs[id(a)]
-                    pool.append(a)  # halos are zero: every field keeps them so
+def _encode(schedule):
+    """A schedule's actions as rows ``(code, i, j)`` for :func:`wave_kernels.run_checkpointed`."""
+    return np.array([(_CODES[a.kind], a.i, a.j) for a in schedule.actions], dtype=np.int64)
 
-        kept = hold((np.zeros(pad),))  # u^{n+1} for the imaging of step n
 
-        def advance(i, j, state):
-            u, up = state
-            return _advance(i, j, coef, cs, s.idx, sw, q, u, up, *scratch, slot(u), slot(up))
+@lru_cache(maxsize=16)
+def _budget_plan(nt, state_bytes, budget, working_bytes):
+    """The schedule of a memory budget, and its coded actions: built once (planning
+    a binomial schedule of ~600 steps takes a quarter of a forward modelling)."""
+    schedule = cp.from_budget(nt, state_bytes, budget, working_bytes)
+    return schedule, None if schedule.name == "store_all" else _encode(schedule)
 
-        def reverse(n, state):
-            nonlocal kept
-            _reverse(n, nt, coef, cs, rc.idx, rc.weights, d_obs, given, data, r, kept[0],
-                     state[0], state[1], *img, mu, kk, g)  # fmt: skip
-            new = hold((state[0],))
-            release(kept)
-            kept = new
 
-        zero = (np.zeros(pad), np.zeros(pad))
-        st = cp.run(schedule, zero, advance, reverse, copy=hold, restore_copies=False,
-                    release=release)  # fmt: skip
-        stats = dict(schedule=schedule.name, forward_steps=st.forward_steps,
-                     recompute_factor=st.recompute_factor, n_snapshots=st.peak_snapshots,
-                     stored_bytes=st.peak_snapshots * 2 * self.wavefield_bytes)  # fmt: skip
-        return GradientResult(0.5 * float(np.sum(r * r)), g, r, stats)
+def _sweep(x):
+    """An (nx, nz) field in the sweep layout of :mod:`~sensitivity.pde.wave_kernels`:
+    rows of ``nz + 4`` with zero halo columns, raveled, shape (nx * (nz + 4),)."""
+    return np.pad(np.asarray(x, dtype=float), ((0, 0), (HALO, HALO))).ravel()
+
+
+def _unsweep(x, shape):
+    """The inverse of :func:`_sweep`: shape (nx, nz) (a copy)."""
+    return x.reshape(shape[0], shape[1] + 2 * HALO)[:, HALO:-HALO].copy()
+
+
+class _SharedStore:
+    """The store-all image store kept between gradients of this process.
+
+    :meth:`take` hands it out (or fresh arrays when it is missing, has another
+    shape or is in use by another thread); :meth:`give_back` keeps the last one
+    returned. One store is kept at most.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._kept = None
+
+    def take(self, shape, wshape):
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None and kept[0].shape == shape and kept[1].shape == wshape:
+            return kept
+        del kept  # another problem's store: free it before allocating
+        return np.empty(shape), np.empty(wshape)
+
+    def give_back(self, store, work):
+        with self._lock:
+            self._kept = (store, work)
+
+    def free(self):
+        with self._lock:
+            self._kept = None
+
+
+_SHARED = _SharedStore()
+
+
+def free_workspace():
+    """Free the store that store-all gradients keep between calls (``workspace=None``).
+
+    It holds ``nt - 1`` fields of the last problem (169 MB for one shot of the
+    Camembert set-up); the next store-all gradient allocates it again.
+    """
+    _SHARED.free()
