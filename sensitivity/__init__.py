@@ -7,28 +7,26 @@ checkpoint schedules are imported on demand: ``import sensitivity.pde``,
 
 from importlib import import_module as _import_module
 
-from sensitivity.ad.api import (
-    derivative,
-    grad,
-    hessian,
-    hvp,
-    jacobian,
-    jvp,
-    value_and_jacobian,
-    vjp,
-)
 from sensitivity.ad.core import NonFiniteError, debug_nans
 from sensitivity.ad.dual import Dual, similar
 from sensitivity.ad.nb import RHSCompileError
 from sensitivity.ad.rules import RULES, RULES_VERSION
-from sensitivity.ad.tape import Tape
 from sensitivity.ode.problem import ODEProblem
-from sensitivity.ode.solve import METHODS, Events, Solution, Solver, solve, warmup
 
-# Imported on first use, so that a script that only solves starts faster: the
-# sensitivity layer (~0.07 s of kernel definitions) and the inversion layer, which pulls
-# in scipy.optimize (about half a second).
+# Imported on first use, so that a script starts faster: the integrators (~0.04 s of
+# kernel definitions), the numpy-level modes, the sensitivity layer (~0.07 s) and the
+# inversion layer, which pulls in scipy.optimize (about half a second). What stays eager
+# registers the numba overloads of the dual types (sensitivity.ad.nb, via ODEProblem):
+# they must exist before any user function that uses them compiles.
 _LAZY = {
+    **dict.fromkeys(
+        ("derivative", "grad", "hessian", "hvp", "jacobian", "jvp", "value_and_jacobian", "vjp"),
+        "sensitivity.ad.api",
+    ),
+    "Tape": "sensitivity.ad.tape",
+    **dict.fromkeys(
+        ("METHODS", "Events", "Solution", "Solver", "solve", "warmup"), "sensitivity.ode.solve"
+    ),
     "AdjointResult": "sensitivity.sens.adjoint",
     "adjoint_gradient": "sensitivity.sens.adjoint",
     "gradient": "sensitivity.sens.adjoint",
