@@ -255,18 +255,28 @@ class ODEProblem:
         return J
 
     def _sparse(self, t, y, p, S, colouring, kind):
-        data = self._sparse_values(t, y, p, S, colouring, kind, np.zeros(S.nnz))
+        # np.empty: the kernel writes every stored value
+        data = self._sparse_values(t, y, p, S, colouring, kind, np.empty(S.nnz))
         return _csr_like(S, data)
 
-    def _sparse_values(self, t, y, p, S, colouring, kind, data):
-        colors, ncolors = colouring
-        if ncolors:
+    def _sparse_setup(self, S, colouring, kind):
+        """Return (kernel, seeds, pos) of a sparse Jacobian, built on first use."""
+        setup = self._compressions.get(kind)
+        if setup is None:
+            colors, ncolors = colouring
             # a power of two: <3 x double> vectors measured slower than <4 x double>
-            K = min(nb.CHUNK, 1 << (ncolors - 1).bit_length())
-            if kind not in self._compressions:  # seeds and gather positions, once
-                self._compressions[kind] = compression(S, colors, ncolors, K)
-            seeds, pos = self._compressions[kind]
-            self._call(self.kernel(kind, K), t, y, p, seeds, pos, data)
+            K = min(nb.CHUNK, 1 << (max(ncolors, 1) - 1).bit_length())
+            seeds, pos = compression(S, colors, ncolors, K)
+            if pos.size and int(pos.max()) < 2**32:
+                # half the bytes of int64 for the kernel's gather to stream
+                pos = pos.astype(np.uint32)
+            setup = self._compressions[kind] = (self.kernel(kind, K), seeds, pos)
+        return setup
+
+    def _sparse_values(self, t, y, p, S, colouring, kind, data):
+        if S.nnz:
+            kern, seeds, pos = self._sparse_setup(S, colouring, kind)
+            self._call(kern, t, y, p, seeds, pos, data)
         return data
 
     def jacobian_values(self, t, y, out=None, p=None):
@@ -293,7 +303,7 @@ class ODEProblem:
         t, y, p = self._args(t, y, p)
         nnz = self.jac_sparsity.nnz
         if out is None:
-            out = np.zeros(nnz)
+            out = np.empty(nnz)  # the kernel writes every stored value
         elif not (isinstance(out, np.ndarray) and out.shape == (nnz,) and out.dtype == np.float64):
             raise ValueError(f"out must be a float64 array of shape ({nnz},)")
         return self._sparse_values(t, y, p, self.jac_sparsity, self.jac_colors, "sparse_jac", out)
