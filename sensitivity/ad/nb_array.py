@@ -259,7 +259,14 @@ def dual_array_k(val, eps, tag, K):
     a closure variable). A run-time ``K`` argument works through
     ``numba.literally``, but every call from Python then re-dispatches on its
     value (about 30 ms per call measured).
+
+    Raises
+    ------
+    ValueError
+        If ``eps`` does not have the shape (len(val), K).
     """
+    if np.ndim(eps) != 2 or np.shape(eps)[1] != K or len(eps) != len(val):
+        raise ValueError("dual_array_k: eps must have shape (len(val), K)")
     return dual_array(val, eps, tag)
 
 
