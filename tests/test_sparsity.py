@@ -187,3 +187,33 @@ def test_jacobian_values_match_matrix():
     dense = ODEProblem(heat, y0[:10], (0.0, 1.0), np.ones(10))
     with pytest.raises(ValueError, match="jac_sparsity"):
         dense.jacobian_values(0.0, y0[:10])
+
+
+def test_seeds_start_on_a_cache_line():
+    for n in (5, 1000, 40_000):
+        S = as_pattern(tridiagonal(n), (n, n))
+        colors, nc = color_columns(S)
+        seeds, _ = compression(S, colors, nc, 4)
+        assert seeds.ctypes.data % 64 == 0 and seeds.flags.c_contiguous
+        assert seeds.shape == (1, n, 4) and seeds.sum() == n
+
+
+def test_repeated_sparse_jacobians_are_independent():
+    # The kernel and its seeds/positions are set up once and reused: every call must
+    # still give a fresh matrix, equal to the dense Jacobian at its own point.
+    n = 90
+    rng = np.random.default_rng(11)
+    y0, p = rng.uniform(0, 1, n), rng.uniform(0.5, 1.5, n)
+    prob = ODEProblem(heat, y0, (0.0, 1.0), p)
+    dense = ODEProblem(heat, y0, (0.0, 1.0), p, jac_sparsity=False)
+    ya, yb = rng.uniform(0, 1, n), rng.uniform(1, 2, n)
+    Ja = prob.jacobian(0.0, ya)
+    Jb = prob.jacobian(0.0, yb)
+    assert Ja.data is not Jb.data and Ja.indices is not prob.jac_sparsity.indices
+    np.testing.assert_allclose(Ja.toarray(), dense.jacobian(0.0, ya), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(Jb.toarray(), dense.jacobian(0.0, yb), rtol=1e-14, atol=1e-15)
+    vals = prob.jacobian_values(0.0, ya)
+    np.testing.assert_array_equal(vals, Ja.data)
+    assert (
+        prob._sparse_setup(prob.jac_sparsity, prob.jac_colors, "sparse_jac")[2].dtype == np.uint32
+    )

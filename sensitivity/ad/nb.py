@@ -182,19 +182,16 @@ def _sparse_jac_t(t, y, p, seeds, pos, data):
         rhs(t, yd, p, out)
         flat = out.eps.reshape(n * K)
         for k in range(pos.shape[0]):
-            data[k] = flat[pos[k]]
+            data[k] = flat[np.uintp(pos[k])]  # unsigned: no negative-index wrap per entry
         return
     buf = np.empty(nchunk * n * K)
     for c in range(nchunk):
         yd = dual_array_k(y, seeds[c], 0, K)
-        out = empty_dual(yd, n)
+        out = empty_dual(yd, n)  # per sweep: numpy-level duals need the seed's tag
         rhs(t, yd, p, out)
-        oe = out.eps
-        for i in range(n):
-            for j in range(K):
-                buf[(c * n + i) * K + j] = oe[i, j]
+        buf[c * n * K : (c + 1) * n * K] = out.eps.reshape(n * K)
     for k in range(pos.shape[0]):
-        data[k] = buf[pos[k]]
+        data[k] = buf[np.uintp(pos[k])]
 
 
 def _sparse_param_jac_t(t, y, p, seeds, pos, data):
@@ -206,19 +203,16 @@ def _sparse_param_jac_t(t, y, p, seeds, pos, data):
         rhs(t, y, pd, out)
         flat = out.eps.reshape(n * K)
         for k in range(pos.shape[0]):
-            data[k] = flat[pos[k]]
+            data[k] = flat[np.uintp(pos[k])]
         return
     buf = np.empty(nchunk * n * K)
     for c in range(nchunk):
         pd = dual_array_k(p, seeds[c], 0, K)
-        out = empty_dual(pd, n)
+        out = empty_dual(pd, n)  # per sweep: numpy-level duals need the seed's tag
         rhs(t, y, pd, out)
-        oe = out.eps
-        for i in range(n):
-            for j in range(K):
-                buf[(c * n + i) * K + j] = oe[i, j]
+        buf[c * n * K : (c + 1) * n * K] = out.eps.reshape(n * K)
     for k in range(pos.shape[0]):
-        data[k] = buf[pos[k]]
+        data[k] = buf[np.uintp(pos[k])]
 
 
 TEMPLATES = {

@@ -23,10 +23,8 @@ from numba.extending import overload, overload_attribute, overload_method
 from sensitivity.ad.nb_types import (
     DualArrayType,
     DualType,
-    load_row,
     make_dual,
     pack_dual_array,
-    store_row,
     zero_vec,
 )
 
@@ -68,42 +66,19 @@ def _ndim(a):
     return lambda a: 1
 
 
+# inline="always": the index wrap below then lands in the caller's own IR, where
+# LLVM sees the loop bounds and drops it (as for float arrays); compiled as a
+# separate function it became branch-free bit arithmetic that survived inlining,
+# about 6 instructions per y[i] in a stencil (benchmarks/nb_duals.py, issue 3).
+# (numba cannot inline setitem overloads; stores index with the loop counter.)
 @overload(operator.getitem, target="cpu")
 def _getitem(a, i):
     if not isinstance(a, DualArrayType):
         return None
-    if isinstance(i, types.Integer):
-
-        def impl(a, i):
-            j = np.uintp(i + len(a) if i < 0 else i)  # wrap once, for val and eps
-            return make_dual(a.val[j], load_row(a, j))
-
-        return impl
+    # integer i: lowered directly in nb_types (_dual_item), see there why
     if isinstance(i, types.SliceType):
         pack = _like(a)
         return lambda a, i: pack(a.val[i], a.eps[i], a.tag)
-    return None
-
-
-def _setitem_int(a, v):
-    if isinstance(v, DualType):
-        if v.K != a.K:
-            return None
-
-        def impl(a, i, v):
-            j = np.uintp(i + len(a) if i < 0 else i)
-            a.val[j] = v.val
-            store_row(a, j, v.eps)
-
-        return impl
-    if isinstance(v, _REAL):
-
-        def impl(a, i, v):
-            j = np.uintp(i + len(a) if i < 0 else i)
-            a.val[j] = v
-            store_row(a, j, zero_vec(a))
-
-        return impl
     return None
 
 
@@ -132,8 +107,7 @@ def _setitem_slice(a, v):
 def _setitem(a, i, v):
     if not isinstance(a, DualArrayType):
         return None
-    if isinstance(i, types.Integer):
-        return _setitem_int(a, v)
+    # integer i: lowered directly in nb_types (_dual_set_item)
     if isinstance(i, types.SliceType):
         return _setitem_slice(a, v)
     return None
@@ -285,14 +259,28 @@ def dual_array_k(val, eps, tag, K):
     a closure variable). A run-time ``K`` argument works through
     ``numba.literally``, but every call from Python then re-dispatches on its
     value (about 30 ms per call measured).
+
+    Raises
+    ------
+    ValueError
+        If ``eps`` does not have the shape (len(val), K).
     """
+    if np.ndim(eps) != 2 or np.shape(eps)[1] != K or len(eps) != len(val):
+        raise ValueError("dual_array_k: eps must have shape (len(val), K)")
     return dual_array(val, eps, tag)
 
 
 @overload(dual_array_k, prefer_literal=True, target="cpu")
 def _dual_array_k(val, eps, tag, K):
     if isinstance(K, types.IntegerLiteral):
-        return lambda val, eps, tag, K: pack_dual_array(val, eps, tag, K)
+
+        def impl(val, eps, tag, K):
+            # y[i] addresses row i of a C-contiguous eps at i*K: the shape must agree
+            if eps.shape[0] != val.shape[0] or eps.shape[1] != K:
+                raise ValueError("dual_array_k: eps must have shape (len(val), K)")
+            return pack_dual_array(val, eps, tag, K)
+
+        return impl
     if isinstance(K, types.Integer):  # ask numba to specialise the caller on the value of K
         return lambda val, eps, tag, K: numba.literally(K)
     return None

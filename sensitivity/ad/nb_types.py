@@ -26,10 +26,13 @@ type therefore changes, and misses, when either changes.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global, signature
 from numba.extending import (
     intrinsic,
     lower_cast,
@@ -358,43 +361,90 @@ def _dual_to_dual(context, builder, fromty, toty, val):
 # ---- rows of a DualArray ---------------------------------------------------------------
 
 
-def _row_ptr(context, builder, aty, arr, i, ity):
+def _row_ptr(context, builder, aty, arr, idx):
+    # pointer to row idx (an intp, already wrapped) of arr.eps, as <K x double>*
     da = cgutils.create_struct_proxy(aty)(context, builder, value=arr)
     eps = context.make_array(aty.eps_type)(context, builder, value=da.eps)
-    idx = context.cast(builder, i, ity, types.intp)
-    zero = ir.Constant(ir.IntType(64), 0)
-    # Unsigned indices come already wrapped (see nb_array): no second wraparound.
-    ptr = cgutils.get_item_pointer(
-        context, builder, aty.eps_type, eps, [idx, zero], wraparound=ity.signed
-    )
+    if aty.eps_type.layout == "C":
+        # Rows of K contiguous partials (dual_array_k checks eps.shape[1] == K): a
+        # compile-time row stride lets LLVM address y[i-1], y[i], y[i+1] off one
+        # pointer instead of multiplying by the run-time stride for each. The offset
+        # counts doubles, not vectors: a <3 x double> is padded to 32 bytes.
+        off = builder.mul(idx, ir.Constant(idx.type, aty.K))
+        ptr = builder.gep(eps.data, [off], inbounds=True)
+    else:
+        zero = ir.Constant(ir.IntType(64), 0)
+        ptr = cgutils.get_item_pointer(
+            context, builder, aty.eps_type, eps, [idx, zero], wraparound=False
+        )
     return builder.bitcast(ptr, _vty(aty.K).as_pointer())
 
 
-@intrinsic
-def load_row(typingctx, a, i):
-    """Row ``i`` of ``a.eps`` as one ``<K x double>`` vector (negative i wraps)."""
-    if isinstance(a, DualArrayType) and isinstance(i, types.Integer):
-
-        def codegen(context, builder, sig, args):
-            ptr = _row_ptr(context, builder, a, args[0], args[1], i)
-            return builder.load(ptr, align=8)
-
-        return a.vec(a, i), codegen
-    return None
+# ---- y[i] and y[i] = x, lowered in the caller's own IR ------------------------------
+# Not @overload: an overload is compiled (and optimised) as a function of its own
+# before LLVM inlines it, which turns the negative-index wrap into branch-free bit
+# arithmetic that LLVM can no longer prove dead in the caller's loop; in a stencil
+# that cost about 6 instructions per y[i +- 1] (benchmarks/nb_duals.py, issue 3).
+# Emitted here, as numba emits float-array indexing, the wrap is a select on the
+# caller's loop index, and LLVM drops it where the loop bounds rule out i < 0.
 
 
-@intrinsic
-def store_row(typingctx, a, i, v):
-    """Store vector ``v`` into row ``i`` of ``a.eps`` (negative i wraps)."""
-    if isinstance(a, DualArrayType) and isinstance(i, types.Integer) and v == a.vec:
+def _wrapped_index(context, builder, aty, arr, i, ity):
+    da = cgutils.create_struct_proxy(aty)(context, builder, value=arr)
+    val = context.make_array(aty.val_type)(context, builder, value=da.val)
+    idx = context.cast(builder, i, ity, types.intp)
+    if ity.signed:
+        n = builder.extract_value(val.shape, 0)
+        neg = builder.icmp_signed("<", idx, ir.Constant(idx.type, 0))
+        idx = builder.select(neg, builder.add(idx, n), idx)
+    ptr = cgutils.get_item_pointer(context, builder, aty.val_type, val, [idx], wraparound=False)
+    return idx, ptr
 
-        def codegen(context, builder, sig, args):
-            ptr = _row_ptr(context, builder, a, args[0], args[1], i)
-            builder.store(args[2], ptr, align=8)
-            return context.get_dummy_value()
 
-        return types.none(a, i, v), codegen
-    return None
+@infer_global(operator.getitem)
+class _DualItem(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) == 2 and isinstance(args[0], DualArrayType):
+            if isinstance(args[1], types.Integer):
+                return signature(args[0].dual, *args)
+        return None
+
+
+@infer_global(operator.setitem)
+class _DualSetItem(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) != 3 or not isinstance(args[0], DualArrayType):
+            return None
+        a, i, v = args
+        if not isinstance(i, types.Integer):
+            return None
+        if (isinstance(v, DualType) and v.K == a.K) or isinstance(v, _SCALAR):
+            return signature(types.none, a, i, v)
+        return None
+
+
+@lower_builtin(operator.getitem, DualArrayType, types.Integer)
+def _dual_item(context, builder, sig, args):
+    aty, ity = sig.args
+    idx, vptr = _wrapped_index(context, builder, aty, args[0], args[1], ity)
+    d = cgutils.create_struct_proxy(aty.dual)(context, builder)
+    d.val = builder.load(vptr)
+    d.eps = builder.load(_row_ptr(context, builder, aty, args[0], idx), align=8)
+    return d._getvalue()
+
+
+@lower_builtin(operator.setitem, DualArrayType, types.Integer, types.Any)
+def _dual_set_item(context, builder, sig, args):
+    aty, ity, vty = sig.args
+    idx, vptr = _wrapped_index(context, builder, aty, args[0], args[1], ity)
+    if isinstance(vty, DualType):
+        d = cgutils.create_struct_proxy(vty)(context, builder, value=args[2])
+        v, e = d.val, d.eps
+    else:
+        v, e = context.cast(builder, args[2], vty, types.float64), _zero_vec(aty.K)
+    builder.store(v, vptr)
+    builder.store(e, _row_ptr(context, builder, aty, args[0], idx), align=8)
+    return context.get_dummy_value()
 
 
 @intrinsic
