@@ -396,7 +396,11 @@ class Acoustic2D:
 
 _CODES = {kind: code for code, kind in enumerate(cp.ACTION_KINDS)}
 assert [_CODES[k] for k in ("store", "restore", "free", "advance", "reverse")] == [
-    wk.STORE, wk.RESTORE, wk.FREE, wk.ADVANCE, wk.REVERSE
+    wk.STORE,
+    wk.RESTORE,
+    wk.FREE,
+    wk.ADVANCE,
+    wk.REVERSE,
 ]
 
 

@@ -85,7 +85,7 @@ def step(u, up, un, al, ia, cs, W):
     """``un = A^{-1}[(C + L) u - B up]`` (``un`` distinct from ``u`` and ``up``)."""
     n = al.shape[0]
     v = _views(u, W, n)
-    o, q = up[2 * W:], un[2 * W:]
+    o, q = up[2 * W :], un[2 * W :]
     for k in range(n):
         q[k] = _new(v[0][k], o[k], al[k], ia[k], _lap(v, k, cs))
 
@@ -95,7 +95,7 @@ def step_inplace(u, up, al, ia, cs, W):
     """:func:`step` with the result written over ``up`` (the field it replaces)."""
     n = al.shape[0]
     v = _views(u, W, n)
-    o = up[2 * W:]
+    o = up[2 * W :]
     for k in range(n):
         o[k] = _new(v[0][k], o[k], al[k], ia[k], _lap(v, k, cs))
 
@@ -105,7 +105,7 @@ def step_image_inplace(u, up, al, ia, cs, W, D):
     """:func:`step_inplace`, and the image ``D`` (n,) of (u', u, up) while they are in registers."""
     n = al.shape[0]
     v = _views(u, W, n)
-    o = up[2 * W:]
+    o = up[2 * W :]
     for k in range(n):
         a1, a2 = v[0][k], o[k]
         a0 = _new(a1, a2, al[k], ia[k], _lap(v, k, cs))
@@ -121,7 +121,7 @@ def adjoint_image_stored(m1, m2, al, ia, cs, W, D, g):
     sweep, as :func:`adjoint_image_fields`) measured 6 % slower.
     """
     n = al.shape[0]
-    mu = m1[2 * W:2 * W + n]
+    mu = m1[2 * W : 2 * W + n]
     for k in range(n):
         g[k] -= mu[k] * D[k]
     step_inplace(m1, m2, al, ia, cs, W)
@@ -132,8 +132,8 @@ def adjoint_image_fields(m1, m2, al, ia, cs, W, un, u, up, g):
     """:func:`adjoint_image_stored` with the image formed from the fields u^{n+1}, u^n, u^{n-1}."""
     n = al.shape[0]
     v = _views(m1, W, n)
-    o = m2[2 * W:]
-    a, b, c = un[2 * W:], u[2 * W:], up[2 * W:]
+    o = m2[2 * W :]
+    a, b, c = un[2 * W :], u[2 * W :], up[2 * W :]
     for k in range(n):
         mu = v[0][k]
         g[k] -= mu * _image(a[k], b[k], c[k], al[k])
@@ -239,7 +239,7 @@ def born_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, dm, sig, idt2, i2dt
         step(u, up, un, al, ia, cs, W)
         inject(un.reshape(pad), sidx, sw, q[n], iau, 2)
         step(du, dup, dun, al, ia, cs, W)
-        a, b, c, d = un[2 * W:], u[2 * W:], up[2 * W:], dun[2 * W:]
+        a, b, c, d = un[2 * W :], u[2 * W :], up[2 * W :], dun[2 * W :]
         for k in range(al.shape[0]):
             d[k] -= ia[k] * (dm[k] * _image_m(a[k], b[k], c[k], sig[k], idt2, i2dt))
         up, u, un = u, un, up
