@@ -25,6 +25,9 @@ from scipy.linalg import eigh_tridiagonal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _latency import numba_floor  # noqa: E402
 
 from sensitivity.ode.problem import ODEProblem  # noqa: E402
 from sensitivity.ode.solve import Solver, solve  # noqa: E402
@@ -331,41 +334,6 @@ sol = solve(make_problem(f, [1.0, 1.0], (0.0, 10.0), [1.5, 1.0, 3.0, 1.0]), "Tsi
 assert sol.success
 print(time.perf_counter() - t0)
 """
-
-
-FLOOR_MODULE = """
-import numba
-
-
-@numba.njit(cache=True)
-def first(x):
-    return x[0] + 1.0
-"""
-
-FLOOR = """
-import time; t0 = time.perf_counter()
-import numpy as np
-import floor_module
-floor_module.first(np.ones(2))
-print(time.perf_counter() - t0)
-"""
-
-
-def numba_floor(env):
-    """Seconds for numpy + numba + one cached one-line kernel in a new process: the part of
-    any numba library's first call that the library cannot remove (numba's import and the
-    registry set-up of its first compile or cache load, which imports scipy.linalg)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "floor_module.py"), "w") as fh:
-            fh.write(FLOOR_MODULE)
-        times = []
-        for _ in range(3):  # the first run writes the cache
-            out = subprocess.run(
-                [sys.executable, "-c", FLOOR], cwd=tmp, env=env, capture_output=True, text=True
-            )
-            out.check_returncode()
-            times.append(float(out.stdout.strip().splitlines()[-1]))
-        return min(times[1:])
 
 
 def latency():
