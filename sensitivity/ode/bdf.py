@@ -52,7 +52,13 @@ from sensitivity.ode.control import (
     initial_step,
     jit,
 )
-from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.events import (
+    accept_step,
+    emit_t_eval,
+    finish_trace,
+    new_trace,
+    record_step,
+)
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
@@ -424,7 +430,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             bdf_dense(D, order, Q)  # only when someone reads the interpolant
         terminal, t_stop = False, t_new
-        if ev_dir.shape[0] > 0 or record or save_steps:
+        if ev_dir.shape[0] > 0 or save_steps:
             bufs, t_stop, terminal = accept_step(
                 g,
                 p,
@@ -446,7 +452,10 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
                 work,
                 g_work,
             )
-        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+        elif record:  # no events: the dense record inline, no call with the buffer tuple
+            bufs = record_step(bufs, ks, t_new, h, D[0], Q, D[0])
+            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, borrow(bufs[0]), borrow(bufs[1]))
+        else:  # fast path: only outputs at t_eval
             emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, borrow(bufs[0]), borrow(bufs[1]))
         counts[3] += 1
         t = t_new

@@ -18,7 +18,6 @@ import numpy as np
 
 from sensitivity.ode.control import (
     copy1,
-    copy2,
     grow_f1,
     grow_f2,
     grow_f3,
@@ -171,6 +170,34 @@ def emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out):
     ks[0] = k
 
 
+@jit(inline=True, twin=True)
+def record_step(bufs, ks, t_end, h, ya, Q, y_new):
+    """Append one step's dense output ``(t_end, h, ya, Q)`` to the segments of ``bufs``.
+
+    Inline, so that a step loop without events records its step without calling
+    :func:`accept_step` (a call with the nine-array buffer tuple costs ~300 ns a step).
+    ``y_new`` is unused here; the recording pass of the checkpointed adjoints replaces
+    this function by name and reads it. Returns the buffer tuple (grown by doubling).
+    """
+    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+    nseg = ks[2]
+    if nseg + 2 > seg_t.shape[0]:  # call the growers only when full
+        seg_t = grow_f1(seg_t, nseg + 2)
+    if nseg + 1 > seg_h.shape[0]:  # seg_h, seg_y, seg_Q share their capacity
+        seg_h = grow_f1(seg_h, nseg + 1)
+        seg_y = grow_f2(seg_y, nseg + 1)
+        seg_Q = grow_f3(seg_Q, nseg + 1)
+    seg_t[nseg + 1] = t_end
+    seg_h[nseg] = h
+    n, q = Q.shape
+    for i in range(n):
+        seg_y[nseg, i] = ya[i]
+        for j in range(q):
+            seg_Q[nseg, i, j] = Q[i, j]
+    ks[2] += 1
+    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)
+
+
 @jit(twin=True)
 def accept_step(
     g,
@@ -226,20 +253,15 @@ def accept_step(
                 break
         copy1(g_old, g_new)
     if record:  # the dense output, kept for dense=True and for the sensitivity solvers
-        nseg = ks[2]
-        seg_t = grow_f1(seg_t, nseg + 2)
-        seg_h = grow_f1(seg_h, nseg + 1)
-        seg_y = grow_f2(seg_y, nseg + 1)
-        seg_Q = grow_f3(seg_Q, nseg + 1)
-        seg_t[nseg + 1] = t_end
-        seg_h[nseg] = h
-        copy1(seg_y[nseg], ya)
-        copy2(seg_Q[nseg], Q)
-        ks[2] += 1
+        bufs = record_step(
+            (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q), ks, t_end, h, ya, Q, y_new
+        )
+        t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
     k = ks[0]
     if save_steps:
-        t_out = grow_f1(t_out, k + 1)
-        y_out = grow_f2(y_out, k + 1)
+        if k + 1 > t_out.shape[0]:
+            t_out = grow_f1(t_out, k + 1)
+            y_out = grow_f2(y_out, k + 1)
         t_out[k] = t_end
         copy1(y_out[k], ev_y[ks[1] - 1] if terminal else y_new)
         ks[0] += 1

@@ -40,7 +40,13 @@ from sensitivity.ode.control import (
     jit,
     pi_factor,
 )
-from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.events import (
+    accept_step,
+    emit_t_eval,
+    finish_trace,
+    new_trace,
+    record_step,
+)
 
 EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 
@@ -197,7 +203,7 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
             counts[0] += s_all - s
             rk_dense(h, P, K, Q)
         terminal, t_stop = False, t_new
-        if ev_dir.shape[0] > 0 or record or save_steps:
+        if ev_dir.shape[0] > 0 or save_steps:
             bufs, t_stop, terminal = accept_step(
                 g,
                 p,
@@ -219,7 +225,10 @@ def rk_solve(rhs, g, t_span, y0, p, A, b, c, e, e3, P, tol, opts, t_eval, ev_dir
                 ytmp,
                 g_work,
             )
-        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
+        elif record:  # no events: the dense record inline, no call with the buffer tuple
+            bufs = record_step(bufs, ks, t_new, h, y, Q, y_new)
+            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
+        else:  # fast path: only outputs at t_eval
             emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
         counts[3] += 1
         if terminal:

@@ -176,6 +176,14 @@ def _accept_step(
     return bufs, t_new, False
 
 
+def _record_step(bufs, ks, t_end, h, ya, Q, y_new):
+    """:func:`sensitivity.ode.events.record_step` of the recording forward pass (a step
+    loop without events records here instead of in :func:`_accept_step`)."""
+    rec = _LOCAL.active[-1]
+    rec.step(t_end, y_new if rec.D is None else rec.D)
+    return bufs
+
+
 def _rk_stages(rhs, t, y, p, h, A, c, K, ytmp, i0, i1):
     """:func:`sensitivity.ode.explicit.rk_stages`, compiled for the recorder's problem
     (the twin would run the stage loops over n as Python)."""
@@ -230,7 +238,8 @@ def forward_rk(sv, p, y0, snapshots, budget):
     rec.start(sv.t_span[0], y0)
     meth = sv.method
     rec.stages = rk_stages_kernel(sv.prob.rhs_kernel, sv.prob.compile)
-    twin = python_twin(explicit.rk_solve, {"accept_step": _accept_step, "rk_stages": _rk_stages})
+    over = {"accept_step": _accept_step, "record_step": _record_step, "rk_stages": _rk_stages}
+    twin = python_twin(explicit.rk_solve, over)
     opts = np.concatenate([sv.opts, meth.flags])
     args = (sv.t_span, y0, p, *meth.arrays, sv.tol, opts, sv.t_eval, *sv.ev)
     trace = _forward(rec, lambda: twin(sv.prob.rhs_kernel, no_events, *args))
@@ -242,7 +251,7 @@ def forward_bdf(sv, p, y0, snapshots, budget):
     prob, n = sv.prob, y0.size
     rec = _Recorder((BDF_ROWS, n), snapshots, budget, True, BDF_ROWS)
     rec.start(sv.t_span[0], np.zeros((BDF_ROWS, n)))  # the start D is rebuilt from y0
-    over = {"accept_step": _accept_step, "update_D": _update_D}
+    over = {"accept_step": _accept_step, "record_step": _record_step, "update_D": _update_D}
     if linsolve.sparse_lu(prob):
         over.update(linsolve.choose(prob.jac_sparsity))
         jac = prob.jacobian
