@@ -18,6 +18,7 @@ import numpy as np
 
 from sensitivity.ode.control import (
     copy1,
+    copy2,
     grow_f1,
     grow_f2,
     grow_f3,
@@ -189,11 +190,8 @@ def record_step(bufs, ks, t_end, h, ya, Q, y_new):
         seg_Q = grow_f3(seg_Q, nseg + 1)
     seg_t[nseg + 1] = t_end
     seg_h[nseg] = h
-    n, q = Q.shape
-    for i in range(n):
-        seg_y[nseg, i] = ya[i]
-        for j in range(q):
-            seg_Q[nseg, i, j] = Q[i, j]
+    copy1(seg_y[nseg], ya)  # compiled helpers: the Python twin copies at compiled speed
+    copy2(seg_Q[nseg], Q)
     ks[2] += 1
     return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)
 
