@@ -81,7 +81,7 @@ def test_diffusion_field_against_forward_sensitivities(sparse):
     x = (np.arange(n) + 0.5) / n
     u0 = np.sin(np.pi * x) + 0.5 * np.sin(3 * np.pi * x)
     k = 1 + 0.5 * np.sin(2 * np.pi * x)
-    pattern = sp.diags([1, 1, 1], [-1, 0, 1], shape=(n, n)) if sparse else None
+    pattern = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n)) if sparse else None
     prob = sn.ODEProblem(heat, u0, (0.0, 0.05), k, jac_sparsity=pattern, param_sparsity=pattern)
     ts = np.array([0.01, 0.02, 0.05])
     data = 0.9 * sn.solve(prob, "BDF", ts, 1e-10, 1e-12).y[:, [3, 12, 20]]
