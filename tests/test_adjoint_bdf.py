@@ -15,7 +15,7 @@ U0 = np.sin(np.pi * X) + 0.5 * np.sin(3 * np.pi * X)
 K0 = 1 + 0.5 * np.sin(2 * np.pi * X)
 TS = np.array([0.0, 0.013, 0.05, 0.1])  # at t0, between steps, at the end
 SENSORS = [1, 6, 10]
-PATTERN = sp.diags([1, 1, 1], [-1, 0, 1], shape=(N, N))
+PATTERN = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(N, N))
 
 
 def heat_problem(k=K0, u0=U0, sparse=False):

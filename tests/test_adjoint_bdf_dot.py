@@ -165,7 +165,7 @@ class StepMap:
 
 N = 20
 X = (np.arange(N) + 0.5) / N
-PATTERN = sp.diags([1, 1, 1], [-1, 0, 1], shape=(N, N))
+PATTERN = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(N, N))
 
 
 def case(name):
