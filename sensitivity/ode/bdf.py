@@ -45,19 +45,18 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
-    as_jac,
-    as_rhs,
     borrow,
     hold,
     initial_step,
+    jac_at,
     jit,
+    rhs_at,
 )
 from sensitivity.ode.events import (
     accept_step,
-    emit_t_eval,
     finish_trace,
     new_trace,
-    record_step,
+    step_outputs,
 )
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
@@ -192,8 +191,9 @@ def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, y, d, f, dy):
 
     ``bad`` is the index of a non-finite component of f (-1 if none). ``dy`` is scratch.
     """
-    d[:] = 0.0
-    y[:] = y_pred
+    for i in range(y.shape[0]):  # not y[:] = y_pred: its shape check compiles string formatting
+        d[i] = 0.0
+        y[i] = y_pred[i]
     dy_norm_old = -1.0
     for k in range(NEWTON_MAXITER):
         rhs(t_new, y, p, f)
@@ -290,10 +290,11 @@ def bdf_dense(D, order, Q):
 
 
 @jit(twin=True)
-def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P):
+def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
-    Arguments as :func:`sensitivity.ode.explicit.rk_solve`, plus ``jac(t, y, p, J)``;
+    Arguments as :func:`sensitivity.ode.explicit.rk_solve`, with ``fns = (rhs, jac, sens)``
+    (compiled: their addresses, int64 (6,)) and the Jacobian ``jac(t, y, p, J)``;
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
     min_order, n_y, n_err, kl, ku]`` (``kl, ku``: the band of ``jac``'s storage, -1 for
     dense; :func:`sensitivity.ode.linsolve.workspace`).
@@ -305,6 +306,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     first ``n_err`` components. Without sensitivities pass ``sens = rhs`` and ``P = p``.
     Returns the trace tuple (``TRACE_T`` in :mod:`sensitivity.ode.control`).
     """
+    rhs, jac, sens = rhs_at(fns, 0), jac_at(fns, 1), rhs_at(fns, 2)
     N = y0.shape[0]
     n = int(opts[7]) if opts[7] > 0.0 else N
     n_err = int(opts[8]) if opts[8] > 0.0 else N
@@ -325,7 +327,8 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     g_old, g_work = np.empty(nev), np.empty(nev)
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], MAX_ORDER)
     sens(t0, y0, P, f)
-    g(t0, y0, p, g_old)
+    if g is not None:  # a compile-time branch: None prunes the event code
+        rhs_at(g, 0)(t0, y0, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
     if h_abs <= 0.0:  # from the controlled components only: "partial" keeps y's steps
@@ -345,8 +348,9 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
         )
         counts[0] += 1
     h_abs = min(h_abs, max_step)
-    D[0] = y0
-    D[1] = f * h_abs * direction
+    for i in range(N):  # loops: a row assignment's shape check compiles string formatting
+        D[0, i] = y0[i]
+        D[1, i] = f[i] * h_abs * direction
     J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
     J = new_jacobian(jac, t0, y0[:n], p, J)
     counts[1] = 1
@@ -430,7 +434,7 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             bdf_dense(D, order, Q)  # only when someone reads the interpolant
         terminal, t_stop = False, t_new
-        if ev_dir.shape[0] > 0 or save_steps:
+        if g is not None:
             bufs, t_stop, terminal = accept_step(
                 g,
                 p,
@@ -452,11 +456,10 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
                 work,
                 g_work,
             )
-        elif record:  # no events: the dense record inline, no call with the buffer tuple
-            bufs = record_step(bufs, ks, t_new, h, D[0], Q, D[0])
-            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, borrow(bufs[0]), borrow(bufs[1]))
-        else:  # fast path: only outputs at t_eval
-            emit_t_eval(t_eval, ks, t_new, t_new, h, D[0], Q, borrow(bufs[0]), borrow(bufs[1]))
+        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+            bufs = step_outputs(
+                bufs, ks, save_steps, record, t_eval, t_new, t_new, h, D[0], Q, D[0]
+            )
         counts[3] += 1
         t = t_new
         if terminal:
@@ -475,16 +478,6 @@ def bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, se
     return finish_trace(status, info, counts, bufs, ks)
 
 
-@jit()
-def bdf_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
-    """:func:`bdf_solve` with ``addr = [rhs (2), g (2), jac (2), sens (2)]`` addresses."""
-    rhs = as_rhs(addr[0], addr[1])
-    g = as_rhs(addr[2], addr[3])
-    jac = as_jac(addr[4], addr[5])
-    sens = as_rhs(addr[6], addr[7])
-    return bdf_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P)
-
-
 @dataclass(frozen=True)
 class BDF(linsolve.StiffMethod):
     """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`bdf_solve`."""
@@ -495,8 +488,8 @@ class BDF(linsolve.StiffMethod):
     max_order: int = MAX_ORDER
     min_order: int = 1  # > 1 forces the order up to it as soon as possible (for tests)
 
-    def kernels(self):
-        return bdf_solve, bdf_solve_native
+    def kernel(self):
+        return bdf_solve
 
     def extra_opts(self, n_y, n_err):
         return [float(self.max_order), float(self.min_order), float(n_y), float(n_err)]

@@ -51,15 +51,15 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
-    as_jac,
-    as_rhs,
     copy1,
     error_norm,
     initial_step,
+    jac_at,
     jit,
     pi_factor,
+    rhs_at,
 )
-from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
@@ -184,7 +184,7 @@ def stage_sens(sens, t, z, base, dh, M, piv, scale, P, tol, work, f, n):
 
 
 @jit(twin=True)
-def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P):
+def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     """Integrate ``y' = rhs(t, y, p)`` with TR-BDF2; arguments as ``bdf_solve``.
 
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, n_y, n_err,
@@ -192,8 +192,9 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
     Forward sensitivities as in ``bdf_solve``: with ``0 < n_y < len(y0)`` the state is
     ``[y (n_y), S (n_y, K)]`` with right-hand side ``sens(t, Y, P, dY)``; the error norm
     covers the first ``n_err`` components. Without sensitivities pass ``sens = rhs``,
-    ``P = p``.
+    ``P = p``; ``fns = (rhs, jac, sens)``.
     """
+    rhs, jac, sens = rhs_at(fns, 0), jac_at(fns, 1), rhs_at(fns, 2)
     N = y0.shape[0]
     n = int(opts[5]) if opts[5] > 0.0 else N
     n_err = int(opts[6]) if opts[6] > 0.0 else N
@@ -212,7 +213,8 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
     Q = np.zeros((N, 3))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
     sens(t0, y, P, f0)
-    g(t0, y, p, g_old)
+    if g is not None:  # a compile-time branch: None prunes the event code
+        rhs_at(g, 0)(t0, y, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
     if h_abs <= 0.0:  # from the controlled components only: "partial" keeps y's steps
@@ -285,7 +287,7 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             hermite(y, y_new, f0, f_new, h, Q)
         terminal, t_stop = False, t_new
-        if ev_dir.shape[0] > 0 or record or save_steps:
+        if g is not None:
             bufs, t_stop, terminal = accept_step(
                 g,
                 p,
@@ -307,8 +309,8 @@ def esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term,
                 work[5],
                 g_work,
             )
-        else:  # fast path: only outputs at t_eval (no call with the buffer tuple)
-            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
+        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
         counts[3] += 1
         if terminal:
             t = t_stop
@@ -342,16 +344,6 @@ def filter_columns(M, piv, err, n, n_err, r):
             err[n + i * K + k] = r[i]
 
 
-@jit()
-def esdirk_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
-    """:func:`esdirk_solve` with ``addr = [rhs (2), g (2), jac (2), sens (2)]`` addresses."""
-    rhs = as_rhs(addr[0], addr[1])
-    g = as_rhs(addr[2], addr[3])
-    jac = as_jac(addr[4], addr[5])
-    sens = as_rhs(addr[6], addr[7])
-    return esdirk_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, P)
-
-
 @dataclass(frozen=True)
 class ESDIRK(linsolve.StiffMethod):
     """Method entry of :data:`sensitivity.ode.solve.METHODS` for TR-BDF2."""
@@ -359,8 +351,8 @@ class ESDIRK(linsolve.StiffMethod):
     anchor_at_end = False
     takes_sens = True
 
-    def kernels(self):
-        return esdirk_solve, esdirk_solve_native
+    def kernel(self):
+        return esdirk_solve
 
     def extra_opts(self, n_y, n_err):
         return [float(n_y), float(n_err)]

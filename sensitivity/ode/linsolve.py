@@ -287,18 +287,19 @@ def with_band(opts, band=None):
 class StiffMethod:
     """The ``run`` shared by the stiff method entries of :data:`sensitivity.ode.solve.METHODS`.
 
-    A subclass names its kernel pair in :meth:`kernels`: ``kernel(rhs, jac, g, t_span, y0,
-    p, tol, opts, t_eval, ev_dir, ev_term[, sens, P])`` and its compiled entry ``native(
-    addresses, ...)``; ``takes_sens`` says whether they take forward sensitivities (the
-    trailing ``sens, P``; ``native`` takes ``P`` and four address pairs ``[rhs, g, jac,
-    sens]``), and :meth:`extra_opts` what the kernel reads after the common ``opts``.
+    A subclass names its kernel in :meth:`kernel`: ``kernel(fns, g, t_span, y0, p, tol,
+    opts, t_eval, ev_dir, ev_term[, P])`` with ``fns = (rhs, jac[, sens])`` (compiled:
+    their addresses, :func:`sensitivity.ode.control.rhs_at`) and ``g`` the event function
+    or None; ``takes_sens`` says whether it takes forward sensitivities (``sens`` in
+    ``fns``, the trailing ``P``), and :meth:`extra_opts` what it reads after the common
+    ``opts``.
     """
 
     stiff = True
     needs_jac = True
     takes_sens = False
 
-    def kernels(self):
+    def kernel(self):
         raise NotImplementedError
 
     def extra_opts(self, n_y, n_err):
@@ -325,6 +326,7 @@ class StiffMethod:
     ):
         """Run the compiled kernel, or its Python twin (``compile=False`` or sparse LU).
 
+        ``fns = (functions, g)`` as :func:`sensitivity.ode.solve._functions` returns them.
         With a Jacobian sparsity ``pattern``, ``sparse_jac(t, y)`` (scipy.sparse) feeds a
         banded or sparse LU at Python level (:func:`choose`); compiled with ``band = (kl,
         ku)``, the jac addresses are those of a banded Jacobian (:func:`band_jacobian`) and
@@ -332,20 +334,20 @@ class StiffMethod:
         or its two addresses when compiled; default: the right-hand side), ``P`` (default
         ``p``), ``n_y`` and ``n_err`` as the kernel documents them.
         """
-        kernel, native = self.kernels()
+        kernel = self.kernel()
         if not self.takes_sens and (sens is not None or P is not None or n_y or n_err):
             raise TypeError(f"{type(self).__name__} does not take forward sensitivities")
         opts = with_band(np.concatenate([opts, self.extra_opts(n_y, n_err)]), band)
         tail = (P if P is not None else p,) if self.takes_sens else ()
+        funcs, g = fns
         if sparse_jac is not None or not compiled:
-            rhs, g = fns[0], fns[1]
-            if self.takes_sens:
-                tail = (rhs if sens is None else sens,) + tail
+            rhs = funcs[0]
             if sparse_jac is not None:
-                twin, jac = python_twin(kernel, choose(pattern)), sparse_jac
+                kernel, jac = python_twin(kernel, choose(pattern)), sparse_jac
             else:
-                twin, jac = python_twin(kernel), fns[2]
-            return twin(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)
-        if self.takes_sens:  # the sensitivity function's addresses (the rhs's when unused)
-            fns = np.concatenate([fns, fns[:2] if sens is None else np.asarray(sens, np.int64)])
-        return native(fns, t_span, y0, p, tol, opts, t_eval, *ev, *tail)
+                kernel, jac = python_twin(kernel), funcs[1]
+            funcs = (rhs, jac) + ((rhs if sens is None else sens,) if self.takes_sens else ())
+        elif self.takes_sens:  # the sensitivity function's addresses (the rhs's when unused)
+            extra = funcs[:2] if sens is None else np.asarray(sens, np.int64)
+            funcs = np.concatenate([funcs, extra])
+        return kernel(funcs, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)

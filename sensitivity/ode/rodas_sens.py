@@ -42,18 +42,18 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
-    _function_from_addresses,
-    as_jac,
-    as_rhs,
     copy1,
     error_norm,
     f8,
     f8_1d,
     initial_step,
+    jac_at,
     jit,
     pi_factor,
+    rhs_at,
+    user_functions,
 )
-from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
 from sensitivity.ode.linsolve import (
     factor,
     new_jacobian,
@@ -73,7 +73,7 @@ from sensitivity.ode.rosenbrock import (
 )
 
 JVP_SIG = numba.types.void(f8, f8_1d, f8_1d, f8_1d, f8_1d)  # jvp(t, Z, P, V, dZ)
-as_jvp = _function_from_addresses(numba.types.FunctionType(JVP_SIG))
+jvp_at = user_functions(numba.types.FunctionType(JVP_SIG))
 
 
 @jit(twin=True)
@@ -138,7 +138,8 @@ def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n):
                     acc += B[q, j] * Ui[j]
                 Bu[q] = acc
         else:
-            V[:n] = Ui[:n]
+            for q in range(n):  # a loop: a slice copy's shape check compiles string formatting
+                V[q] = Ui[q]
             jvp(t, Z, P, V, JV)  # second half: [J u_i, B u_i]
             for q in range(N - n):
                 Bu[q] = JV[N + n + q]
@@ -154,8 +155,10 @@ def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n):
 
 
 @jit(twin=True)
-def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, jvp, P):
-    """Integrate the augmented system ``[y, S]`` with Rodas4 (module docstring)."""
+def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
+    """Integrate the augmented system ``[y, S]`` with Rodas4 (module docstring);
+    ``fns = (rhs, jac, sens, jvp)``."""
+    rhs, jac, sens, jvp = rhs_at(fns, 0), jac_at(fns, 1), rhs_at(fns, 2), jvp_at(fns, 3)
     N = y0.shape[0]
     n = int(opts[5])
     n_err = int(opts[6]) if opts[6] > 0.0 else N
@@ -174,7 +177,8 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
     Q = np.zeros((N, 3))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
     sens(t0, Z, P, F0)
-    g(t0, Z, p, g_old)
+    if g is not None:  # a compile-time branch: None prunes the event code
+        rhs_at(g, 0)(t0, Z, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
     if h_abs <= 0.0:  # from y alone, as the plain solve
@@ -230,13 +234,13 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             rodas_dense(Z, Z_new, U, Q)
         terminal, t_stop = False, t_new
-        if nev > 0 or record or save_steps:
+        if g is not None:
             bufs, t_stop, terminal = accept_step(
                 g, p, ev_dir, ev_term, g_old, t, t_new, t, h, Z, Q, Z_new, t_eval, save_steps,
                 record, bufs, ks, work[0], g_work,
             )  # fmt: skip
-        else:
-            emit_t_eval(t_eval, ks, t_new, t, h, Z, Q, bufs[0], bufs[1])
+        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, Z, Q, Z_new)
         counts[3] += 1
         if terminal:
             t = t_stop
@@ -251,26 +255,14 @@ def rodas_sens_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_t
     return finish_trace(status, info, counts, bufs, ks)
 
 
-@jit()
-def rodas_sens_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
-    """:func:`rodas_sens_solve` with ``addr = [rhs, g, jac, sens, jvp]`` (two addresses each)."""
-    rhs = as_rhs(addr[0], addr[1])
-    g = as_rhs(addr[2], addr[3])
-    jac = as_jac(addr[4], addr[5])
-    sens = as_rhs(addr[6], addr[7])
-    jvp = as_jvp(addr[8], addr[9])
-    return rodas_sens_solve(
-        rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, sens, jvp, P
-    )
-
-
 def run(fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sens, jvp, P, n_y, n_err):
-    """Run :func:`rodas_sens_solve` compiled (``fns``, ``sens``, ``jvp`` as addresses) or
-    as its Python twin (callables); returns the trace."""
+    """Run :func:`rodas_sens_solve` compiled (``fns`` as :func:`sensitivity.ode.solve.
+    _functions` returns them, ``sens`` and ``jvp`` as addresses) or as its Python twin
+    (callables); returns the trace."""
     opts = with_band(np.concatenate([opts, [float(n_y), float(n_err)]]))
+    funcs, g = fns
     if not compiled:
-        rhs, g, jac = fns
         twin = python_twin(rodas_sens_solve)
-        return twin(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, *ev, sens, jvp, P)
-    addr = np.concatenate([fns, np.asarray(sens, np.int64), np.asarray(jvp, np.int64)])
-    return rodas_sens_native(addr, t_span, y0, p, tol, opts, t_eval, *ev, P)
+        return twin((funcs[0], funcs[1], sens, jvp), g, t_span, y0, p, tol, opts, t_eval, *ev, P)
+    addr = np.concatenate([funcs, np.asarray(sens, np.int64), np.asarray(jvp, np.int64)])
+    return rodas_sens_solve(addr, g, t_span, y0, p, tol, opts, t_eval, *ev, P)

@@ -40,15 +40,15 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
-    as_jac,
-    as_rhs,
     copy1,
     error_norm,
     initial_step,
+    jac_at,
     jit,
     pi_factor,
+    rhs_at,
 )
-from sensitivity.ode.events import accept_step, emit_t_eval, finish_trace, new_trace
+from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
@@ -175,12 +175,13 @@ def rodas_dense(y, y_new, U, Q):
 
 
 @jit(twin=True)
-def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
+def rodas_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     """Integrate ``y' = rhs(t, y, p)`` with Rodas4; arguments as ``bdf_solve``.
 
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, kl, ku]``
-    (the band as in ``bdf_solve``).
+    (the band as in ``bdf_solve``); ``fns = (rhs, jac)``.
     """
+    rhs, jac = rhs_at(fns, 0), jac_at(fns, 1)
     n = y0.shape[0]
     rtol, atol = tol[0], tol[1:]
     t0, t_end = t_span[0], t_span[1]
@@ -195,7 +196,8 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     Q = np.zeros((n, 3))
     bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
     rhs(t0, y, p, f0)
-    g(t0, y, p, g_old)
+    if g is not None:  # a compile-time branch: None prunes the event code
+        rhs_at(g, 0)(t0, y, p, g_old)
     counts[0] = 1
     h_abs = opts[0]
     if h_abs <= 0.0:
@@ -247,7 +249,7 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
         if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
             rodas_dense(y, y_new, U, Q)
         terminal, t_stop = False, t_new
-        if nev > 0 or record or save_steps:
+        if g is not None:
             bufs, t_stop, terminal = accept_step(
                 g,
                 p,
@@ -269,8 +271,8 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
                 work[0],
                 g_work,
             )
-        else:
-            emit_t_eval(t_eval, ks, t_new, t, h, y, Q, bufs[0], bufs[1])
+        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
         counts[3] += 1
         if terminal:
             t = t_stop
@@ -285,15 +287,6 @@ def rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     return finish_trace(status, info, counts, bufs, ks)
 
 
-@jit()
-def rodas_solve_native(addr, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
-    """:func:`rodas_solve` with ``addr = [rhs (2), g (2), jac (2)]`` function addresses."""
-    rhs = as_rhs(addr[0], addr[1])
-    g = as_rhs(addr[2], addr[3])
-    jac = as_jac(addr[4], addr[5])
-    return rodas_solve(rhs, jac, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term)
-
-
 @dataclass(frozen=True)
 class Rodas4(linsolve.StiffMethod):
     """Method entry of :data:`sensitivity.ode.solve.METHODS` for :func:`rodas_solve`
@@ -301,5 +294,5 @@ class Rodas4(linsolve.StiffMethod):
 
     anchor_at_end = False
 
-    def kernels(self):
-        return rodas_solve, rodas_solve_native
+    def kernel(self):
+        return rodas_solve

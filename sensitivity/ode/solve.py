@@ -36,7 +36,6 @@ from sensitivity.ode.control import (
     python_twin,
     sorted_along,
 )
-from sensitivity.ode.events import no_events
 from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
 
 
@@ -162,12 +161,11 @@ class ExplicitRK:
         return _ARRAYS[self.tableau.name]
 
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev):
+        """Run the compiled kernel or its Python twin; ``fns = (functions, g)`` as
+        :func:`_functions` returns them."""
         opts = np.concatenate([opts, self.flags])
-        arrs = self.arrays
-        if compiled:
-            return explicit.rk_solve_native(fns, t_span, y0, p, *arrs, tol, opts, t_eval, *ev)
-        rhs, g = fns[0], fns[1]
-        return python_twin(explicit.rk_solve)(rhs, g, t_span, y0, p, *arrs, tol, opts, t_eval, *ev)
+        kernel = explicit.rk_solve if compiled else python_twin(explicit.rk_solve)
+        return kernel(fns[0], fns[1], t_span, y0, p, *self.arrays, tol, opts, t_eval, *ev)
 
 
 METHODS = {
@@ -332,34 +330,38 @@ def _check_rhs_at_start(rhs, t0, y0, p):
 
 
 def _functions(prob, method, events, compiled, band=None):
-    """Return the kernel's function argument: int64 addresses, or the Python callables.
+    """Return ``(fns, g)``, the kernels' function arguments: ``fns`` the right-hand side
+    and (stiff methods) the Jacobian, ``g`` the event function or None without events.
 
-    With ``band = (kl, ku)`` the Jacobian is the banded one of
+    Compiled, each is an int64 array of two addresses per function
+    (:func:`sensitivity.ode.control.rhs_at`); otherwise tuples of the callables. With
+    ``band = (kl, ku)`` the Jacobian is the banded one of
     :func:`sensitivity.ode.linsolve.band_jacobian`.
     """
     rhs = prob.rhs_kernel
-    g = events.g if events is not None else no_events
+    g = events.g if events is not None else None
     jac = getattr(prob, "jac_kernel", None) if getattr(method, "needs_jac", False) else None
     if band is not None and jac is not None:
         jac = linsolve.band_jacobian(prob, *band)
     if getattr(method, "needs_jac", False) and jac is None:
         raise ValueError("prob.jac_kernel is required by the stiff methods but is None")
     if not compiled:
-        return (rhs, g, jac)
-    sigs = [(rhs, RHS_SIG), (g, RHS_SIG)] + ([(jac, JAC_SIG)] if jac is not None else [])
+        return (rhs, jac), (None if g is None else (g,))
+    sigs = [(rhs, RHS_SIG)] + ([(jac, JAC_SIG)] if jac is not None else [])
     try:
         addr = [a for func, sig in sigs for a in addresses(func, sig)]
+        g_addr = None if g is None else np.array(addresses(g, RHS_SIG), dtype=np.int64)
     except Exception as exc:
         raise TypeError(
             "could not compile the right-hand side, Jacobian or event function with numba "
             f"for float64 arrays ({exc}); ODEProblem(..., compile=False) runs plain Python"
         ) from exc
-    return np.array(addr, dtype=np.int64)
+    return np.array(addr, dtype=np.int64), g_addr
 
 
 def _is_compiled(prob, events):
     funcs = [prob.rhs_kernel] + ([events.g] if events is not None else [])
-    kernels = isinstance(explicit.rk_solve_native, Dispatcher)  # False without numba
+    kernels = isinstance(explicit.rk_solve, Dispatcher)  # False without numba
     return (
         kernels and getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
     )
@@ -490,8 +492,8 @@ class Solver:
         elif stiff and linsolve.sparse_lu(prob):
             kwargs["sparse_jac"] = prob.jacobian
             kwargs["pattern"] = prob.jac_sparsity
-            if not isinstance(fns, tuple):
-                fns = (prob.rhs_kernel, events.g if events is not None else no_events, None)
+            if not isinstance(fns[0], tuple):
+                fns = ((prob.rhs_kernel, None), None if events is None else (events.g,))
         trace = meth.run(
             fns, self.compiled, self.t_span, y0, p, self.tol, opts, self.t_eval, self.ev, **kwargs
         )

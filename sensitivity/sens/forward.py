@@ -55,7 +55,6 @@ from sensitivity.ad import nb
 from sensitivity.ode import bdf, esdirk, linsolve, rodas_sens, rosenbrock
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import MAX_STEPS, RHS_SIG, addresses
-from sensitivity.ode.events import no_events
 from sensitivity.sens.dual2_kernels import aug_jvp_kernel
 from sensitivity.sens.forward_kernels import sens_rhs
 
@@ -445,7 +444,7 @@ class _Chunk:
         kwargs = dict(n_y=self.n, n_err=aug.n if self.owner.error_control == "full" else self.n)
         band = linsolve.band(prob) if self.solver.compiled else None  # compiled banded LU
         if band is None and linsolve.sparse_lu(prob):
-            fns = (prob.rhs_kernel, no_events, None)
+            fns = ((prob.rhs_kernel, None), None)
             kwargs.update(sparse_jac=prob.jacobian, pattern=prob.jac_sparsity, sens=aug.rhs_kernel)
             return fns, False, kwargs
         if self.solver.compiled:
@@ -455,7 +454,7 @@ class _Chunk:
                 kwargs["band"] = band
             return fns, True, kwargs
         kwargs["sens"] = aug.rhs_kernel
-        return (prob.rhs_kernel, no_events, prob.jac_kernel), False, kwargs
+        return ((prob.rhs_kernel, prob.jac_kernel), None), False, kwargs
 
     def _run_implicit(self, meth, P, Y0, opts, tol):
         """BDF or ESDIRK: y runs Newton on the user's f and J, S the staggered corrector."""

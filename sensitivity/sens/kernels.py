@@ -188,7 +188,8 @@ def _rk_restep(seg_t, i, j, y, p, A, b, c):
             rhs(seg_t[k - 1] + c[s - 1] * (t - seg_t[k - 1]), y, p, Kst[0])
         rk_stages(rhs, t, y, p, h, A, c, Kst, ytmp, 1, s)
         rk_combine(y, h, b, Kst, y_new)
-        y[:] = y_new
+        for m in range(n):  # a loop: a slice copy's shape check compiles string formatting
+            y[m] = y_new[m]
     return y
 
 
