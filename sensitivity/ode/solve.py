@@ -529,6 +529,11 @@ def _decay(t, y, p, dydt):
 
 
 @jit(first_class=True)
+def _half_life(t, y, p, out):
+    out[0] = y[0] - 0.5
+
+
+@jit(first_class=True)
 def _decay_jac(t, y, p, J):
     for i in range(y.shape[0]):
         for j in range(y.shape[0]):
@@ -550,17 +555,20 @@ class _WarmupProblem:
     compile: bool = True
 
 
-def warmup(methods=None):
+def warmup(methods=None, events=True):
     """Compile the solver kernels of ``methods`` (default: all) into numba's disk cache.
 
     The kernels take the user's functions as first-class function addresses, so they do not
     depend on the problem: compiled once per installation (e.g. right after ``pip install``),
     they load from the cache in every later process, and a first solve then only compiles
-    (or loads) the user's right-hand side. Returns the seconds spent.
+    (or loads) the user's right-hand side. Each method has two kernels, without and with
+    events (``events=False`` skips the second). Returns the seconds spent.
     """
     import time
 
     start = time.perf_counter()
     for name in methods or METHODS:
         solve(_WarmupProblem(), name, t_eval=[0.5, 1.0])
+        if events:
+            solve(_WarmupProblem(), name, t_eval=[0.5, 1.0], events=Events(_half_life))
     return time.perf_counter() - start
