@@ -166,15 +166,20 @@ U_TABLE = _u_table()
 
 
 @jit()
-def change_D(D, order, factor):
-    """Rescale the differences ``D[:order+1]`` to a step size multiplied by ``factor``."""
-    R = compute_R(order, factor, np.empty((order + 1, order + 1)))
-    RU = np.zeros((order + 1, order + 1))
+def change_D(D, order, factor, work):
+    """Rescale the differences ``D[:order+1]`` to a step size multiplied by ``factor``.
+
+    ``work`` (3, MAX_ORDER + 1, MAX_ORDER + 1) is scratch: three small allocations per step
+    size change were a tenth of a small stiff solve (Robertson).
+    """
+    R, RU, col = work[0], work[1], work[2, 0]
+    compute_R(order, factor, R)
     for k in range(order + 1):
-        for m in range(order + 1):
-            for j in range(order + 1):
-                RU[k, j] += R[k, m] * U_TABLE[order, m, j]
-    col = np.empty(order + 1)
+        for j in range(order + 1):
+            acc = 0.0  # summed over m in the same order as before: bitwise the same D
+            for m in range(order + 1):
+                acc += R[k, m] * U_TABLE[order, m, j]
+            RU[k, j] = acc
     for i in range(D.shape[1]):
         for j in range(order + 1):
             acc = 0.0
@@ -321,6 +326,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     # work vectors as borrowed views (no reference counting per use; owners held to the end)
     w_own, Q_own, D_own = np.zeros((8, N)), np.zeros((N, MAX_ORDER)), np.zeros((MAX_ORDER + 3, N))
     w, Q, D = borrow(w_own), borrow(Q_own), borrow(D_own)
+    cwork = np.empty((3, MAX_ORDER + 1, MAX_ORDER + 1))  # change_D's scratch
     f, y, d, dy, work, y_pred, psi, scale = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
     p, P, atol, t_eval = borrow(p), borrow(P), borrow(atol), borrow(t_eval)
     nev = ev_dir.shape[0]
@@ -366,11 +372,11 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
             info[0] = t if status != NONFINITE else info[0]
             break
         if h_abs > max_step:
-            change_D(D, order, max_step / h_abs)
+            change_D(D, order, max_step / h_abs, cwork)
             h_abs, n_equal, lu_valid = max_step, 0, False
         t_new = t + direction * h_abs
         if direction * (t_new - t_end) > 0.0:
-            change_D(D, order, abs(t_end - t) / h_abs)
+            change_D(D, order, abs(t_end - t) / h_abs, cwork)
             n_equal, lu_valid, t_new = 0, False, t_end
         h = t_new - t
         h_abs = abs(h)
@@ -414,7 +420,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
             if bad >= 0:
                 info[0], info[1] = t_new, bad
             h_abs *= 0.5
-            change_D(D, order, 0.5)
+            change_D(D, order, 0.5, cwork)
             n_equal, lu_valid = 0, False
             counts[4] += 1
             continue
@@ -424,7 +430,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
         if err_norm > 1.0:
             fac = max(MIN_FACTOR, safety * err_norm ** (-1.0 / (order + 1)))
             h_abs *= fac
-            change_D(D, order, fac)
+            change_D(D, order, fac, cwork)
             n_equal, lu_valid, why = 0, False, 0
             counts[4] += 1
             continue
@@ -472,7 +478,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
         if order < min_order:  # only to test a fixed order (see BDF.min_order)
             order += 1
         h_abs *= fac
-        change_D(D, order, fac)
+        change_D(D, order, fac, cwork)
         n_equal, lu_valid = 0, False
     hold(w_own, Q_own, D_own)
     return finish_trace(status, info, counts, bufs, ks)

@@ -131,6 +131,7 @@ class Solution:
 
 
 _ARRAYS = {}
+_OPTS = {}  # the explicit kernel's full opts, by (method, the solve's opts)
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,14 @@ class ExplicitRK:
     def run(self, fns, compiled, t_span, y0, p, tol, opts, t_eval, ev):
         """Run the compiled kernel or its Python twin; ``fns = (functions, g)`` as
         :func:`_functions` returns them."""
-        opts = np.concatenate([opts, self.flags])
+        key = (self.tableau.name, opts.tobytes())  # a Solver passes the same opts every time
+        full = _OPTS.get(key)
+        if full is None:
+            if len(_OPTS) > 64:  # opts vary (e.g. max_steps per call): keep the cache small
+                _OPTS.clear()
+            full = _OPTS[key] = np.concatenate([opts, self.flags])
         kernel = explicit.rk_solve if compiled else python_twin(explicit.rk_solve)
-        return kernel(fns[0], fns[1], t_span, y0, p, *self.arrays, tol, opts, t_eval, *ev)
+        return kernel(fns[0], fns[1], t_span, y0, p, *self.arrays, tol, full, t_eval, *ev)
 
 
 METHODS = {
@@ -509,15 +515,22 @@ def _check_vector(x, size, name):
     return x
 
 
+_STATS = ("nfev", "njev", "nlu", "nsteps", "nreject")
+
+
 def _solution(trace, meth, dense, events, max_steps):
     status, info, counts, t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = trace
-    status = int(status)
-    t_msg = ev_t[-1] if status == TERMINATED else info[0]
-    message = MESSAGES[status].format(t=t_msg, i=int(info[1]), max_steps=max_steps)
-    stats = dict(zip(("nfev", "njev", "nlu", "nsteps", "nreject"), (int(c) for c in counts)))
-    n_ev = events.n if events is not None else 0
-    t_events = [ev_t[ev_k == k] for k in range(n_ev)]
-    y_events = [ev_y[ev_k == k] for k in range(n_ev)]
+    if status == SUCCESS:  # the common case, no message to format (a microsecond per solve)
+        message = MESSAGES[SUCCESS]
+    else:
+        t_msg = ev_t[-1] if status == TERMINATED else info[0]
+        message = MESSAGES[status].format(t=t_msg, i=int(info[1]), max_steps=max_steps)
+    stats = dict(zip(_STATS, counts.tolist()))
+    if events is None:
+        t_events, y_events = [], []
+    else:
+        t_events = [ev_t[ev_k == k] for k in range(events.n)]
+        y_events = [ev_y[ev_k == k] for k in range(events.n)]
     segments = (seg_t, seg_h, seg_y, seg_Q, meth.anchor_at_end) if dense else None
     return Solution(t_out, y_out, status >= 0, status, message, stats, t_events, y_events, segments)
 
