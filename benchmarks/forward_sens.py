@@ -11,7 +11,9 @@ Rodas4 (Rosenbrock stages of the augmented system, second-order duals), each aga
 own plain solve.
 Peers: central finite differences of scipy ``solve_ivp``;
 hand-written augmented sensitivity systems in scipy (RK45, LSODA, BDF); CasADi's CVODES
-forward sensitivities when casadi is installed (numbalsoda does not build here); diffrax
+forward sensitivities when casadi is installed; numbalsoda (DOP853 for Lotka-Volterra, LSODA
+for Robertson, hand-augmented systems as numba cfuncs) when installed (its build needs a
+Fortran compiler, e.g. Debian's gfortran); diffrax
 (float64, ``jax.jacfwd`` through ``diffeqsolve`` with ``ForwardMode``: Tsit5 for
 Lotka-Volterra, Kvaerno5 for Robertson) when jax and diffrax are installed, compiled ahead
 of the timing (compile seconds in its row's name).
@@ -39,6 +41,12 @@ try:
     import casadi
 except ImportError:  # pragma: no cover
     casadi = None
+try:
+    import numba
+    import numbalsoda
+    from _numbalsoda import rober_scaled
+except ImportError:  # pragma: no cover
+    numbalsoda = None
 try:  # diffrax's forward mode (jax.jacfwd through the solve), float64
     import diffrax
     import jax
@@ -202,6 +210,64 @@ def diffrax_sens(kind, y0, t_span, ts, p, rtol, atol):
     return (lambda: np.asarray(compiled(jnp.asarray(p)))), t_compile
 
 
+def numbalsoda_lv(y0, ts, p, rtol, atol):  # pragma: no cover - optional peer
+    """numbalsoda's DOP853 on the hand-augmented Lotka-Volterra system [y (2), S (2, 4)]."""
+    a, b, c, d = p
+
+    @numba.cfunc(numbalsoda.lsoda_sig)
+    def rhs(t, z, dz, data):
+        y0_, y1 = z[0], z[1]
+        dz[0] = a * y0_ - b * y0_ * y1
+        dz[1] = -c * y1 + d * y0_ * y1
+        j00, j01, j10, j11 = a - b * y1, -b * y0_, d * y1, -c + d * y0_
+        fp = ((y0_, -y0_ * y1, 0.0, 0.0), (0.0, 0.0, -y1, y0_ * y1))
+        for k in range(4):
+            s0, s1 = z[2 + k], z[6 + k]
+            dz[2 + k] = j00 * s0 + j01 * s1 + fp[0][k]
+            dz[6 + k] = j10 * s0 + j11 * s1 + fp[1][k]
+
+    z0 = np.concatenate([y0, np.zeros(8)])
+
+    def run():
+        z, ok = numbalsoda.dop853(rhs.address, z0, ts, rtol=rtol, atol=atol)
+        return z[:, 2:].reshape(len(ts), 2, 4)
+
+    return run
+
+
+def numbalsoda_rober(y0, ts, p, rtol, atol):  # pragma: no cover - optional peer
+    """numbalsoda's LSODA on the hand-augmented Robertson system [y (3), S (3, 3)], scaled
+    as ``_numbalsoda`` says with the tolerances of :func:`augmented`."""
+    k1, k2, k3 = p
+    w = np.concatenate([atol, np.repeat(atol, 3)]) / atol[0]
+    w0, w1, w2 = w[0], w[1], w[2]
+
+    @numba.cfunc(numbalsoda.lsoda_sig)
+    def rhs(t, z, dz, data):
+        y0_, y1, y2 = rober_scaled(z, dz, w0, w1, w2, k1, k2, k3)
+        J = (
+            (-k1, k2 * y2, k2 * y1),
+            (k1, -k2 * y2 - 2 * k3 * y1, -k2 * y1),
+            (0.0, 2 * k3 * y1, 0.0),
+        )
+        fp = ((-y0_, y1 * y2, 0.0), (y0_, -y1 * y2, -y1 * y1), (0.0, 0.0, y1 * y1))
+        for i in range(3):
+            for j in range(3):
+                acc = fp[i][j]
+                for m in range(3):
+                    acc += J[i][m] * (z[3 + 3 * m + j] * w[3 + 3 * m + j])
+                dz[3 + 3 * i + j] = acc / w[3 + 3 * i + j]
+
+    z0 = np.concatenate([y0, np.zeros(9)]) / w
+    te = np.concatenate([[0.0], ts])  # numbalsoda's first output time is the start
+
+    def run():
+        z, ok = numbalsoda.lsoda(rhs.address, z0, te, rtol=rtol, atol=atol[0], mxstep=100_000)
+        return (z[1:] * w)[:, 3:].reshape(len(ts), 3, 3)
+
+    return run
+
+
 def error(S, ref):
     return float(np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
 
@@ -263,6 +329,13 @@ def lotka(repeat):
     if casadi is not None:
         run = casadi_sens("lv", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (median_time(run, r), error(run(), ref))
+    if numbalsoda is not None:  # pragma: no cover
+        run = numbalsoda_lv(y0, ts, p, rtol, atol)
+        run()
+        rows["numbalsoda DOP853, hand-augmented system"] = (
+            median_time(run, repeat),
+            error(run(), ref),
+        )
     if diffrax is not None:
         run, t_jit = diffrax_sens("lv", y0, (0, 10), ts, p, rtol, atol)
         name = f"diffrax Tsit5 ForwardMode, jacfwd (jit {t_jit:.1f} s)"
@@ -325,6 +398,13 @@ def robertson(repeat):
         run = casadi_sens("rober", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (
             median_time(run, r),
+            error(run() * scale, ref * scale),
+        )
+    if numbalsoda is not None:  # pragma: no cover
+        run = numbalsoda_rober(y0, ts, p, rtol, atol)
+        run()
+        rows["numbalsoda LSODA, hand-augmented system"] = (
+            median_time(run, repeat),
             error(run() * scale, ref * scale),
         )
     if diffrax is not None:

@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _latency import numba_floor  # noqa: E402
+from _numbalsoda import rober_scaled  # noqa: E402
 
 from sensitivity.ode.problem import ODEProblem  # noqa: E402
 from sensitivity.ode.solve import Solver, solve  # noqa: E402
@@ -195,21 +196,14 @@ def robertson(repeat):
 
 
 def numbalsoda_rober(p, t_eval, atol, err, repeat):  # pragma: no cover - optional peer
-    """numbalsoda's LSODA takes one scalar atol: it solves for z = y / a with a = atol /
-    atol[0], so that atol[0] on z is exactly the per-component atol on y (the same error
-    weights; rtol is scale-free)."""
+    """numbalsoda's LSODA on Robertson's scaled state (see ``_numbalsoda``)."""
     a = atol / atol[0]
     k1, k2, k3 = p
     a0, a1, a2 = a
 
     @numba.cfunc(numbalsoda.lsoda_sig)
     def rhs(t, z, dz, data):
-        y0, y1, y2 = a0 * z[0], a1 * z[1], a2 * z[2]
-        r = -k1 * y0 + k2 * y1 * y2
-        c = k3 * y1 * y1
-        dz[0] = r / a0
-        dz[1] = (-r - c) / a1
-        dz[2] = c / a2
+        rober_scaled(z, dz, a0, a1, a2, k1, k2, k3)
 
     z0 = np.array([1.0, 0.0, 0.0]) / a
     te = np.concatenate([[0.0], t_eval])  # numbalsoda's first output time is the start

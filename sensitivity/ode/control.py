@@ -199,12 +199,14 @@ def user_functions(fn_type):
     as_function = _function_from_addresses(fn_type)
 
     def at(fns, i):
-        return fns[i]
+        return fns if callable(fns) else fns[i]  # a lone function stands for itself
 
     @overload(at, jit_options={"cache": True}, inline="always")
     def _at(fns, i):
         if isinstance(fns, numba.types.Array):
             return lambda fns, i: as_function(fns[2 * i], fns[2 * i + 1])
+        if isinstance(fns, numba.types.FunctionType):
+            return lambda fns, i: fns
         return None
 
     return at

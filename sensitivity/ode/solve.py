@@ -36,6 +36,7 @@ from sensitivity.ode.control import (
     python_twin,
     sorted_along,
 )
+from sensitivity.ode.events import no_events
 from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
 
 
@@ -131,6 +132,15 @@ class Solution:
 
 
 _ARRAYS = {}
+
+
+def _no_events_addresses():
+    """The addresses of :func:`sensitivity.ode.events.no_events` (made once)."""
+    if "no_events" not in _ARRAYS:
+        _ARRAYS["no_events"] = np.array(addresses(no_events, RHS_SIG), dtype=np.int64)
+    return _ARRAYS["no_events"]
+
+
 _OPTS = {}  # the explicit kernel's full opts, by (method, the solve's opts)
 
 
@@ -170,8 +180,14 @@ class ExplicitRK:
             if len(_OPTS) > 64:  # opts vary (e.g. max_steps per call): keep the cache small
                 _OPTS.clear()
             full = _OPTS[key] = np.concatenate([opts, self.flags])
-        kernel = explicit.rk_solve if compiled else python_twin(explicit.rk_solve)
-        return kernel(fns[0], fns[1], t_span, y0, p, *self.arrays, tol, full, t_eval, *ev)
+        funcs, g = fns
+        if compiled:  # no events: a no-op event function (see sensitivity.ode.explicit)
+            g = _no_events_addresses() if g is None else g
+            kernel = explicit.rk_solve_native
+        else:
+            funcs, g = funcs[0], (no_events if g is None else g[0])
+            kernel = python_twin(explicit.rk_solve)
+        return kernel(funcs, g, t_span, y0, p, *self.arrays, tol, full, t_eval, *ev)
 
 
 METHODS = {
@@ -574,8 +590,8 @@ def warmup(methods=None, events=True):
     The kernels take the user's functions as first-class function addresses, so they do not
     depend on the problem: compiled once per installation (e.g. right after ``pip install``),
     they load from the cache in every later process, and a first solve then only compiles
-    (or loads) the user's right-hand side. Each method has two kernels, without and with
-    events (``events=False`` skips the second). Returns the seconds spent.
+    (or loads) the user's right-hand side. The stiff methods have two kernels, without and
+    with events (``events=False`` skips the second). Returns the seconds spent.
     """
     import time
 

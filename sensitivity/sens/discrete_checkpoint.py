@@ -57,7 +57,7 @@ import numpy as np
 from sensitivity.ode import bdf, explicit, linsolve
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import python_twin
-from sensitivity.ode.events import emit_t_eval
+from sensitivity.ode.events import emit_t_eval, no_events
 from sensitivity.sens import bdf_adjoint as ba
 from sensitivity.sens import checkpoint as cp
 from sensitivity.sens.continuous import gauss_nodes
@@ -242,7 +242,7 @@ def forward_rk(sv, p, y0, snapshots, budget):
     twin = python_twin(explicit.rk_solve, over)
     opts = np.concatenate([sv.opts, meth.flags])
     args = (sv.t_span, y0, p, *meth.arrays, sv.tol, opts, sv.t_eval, *sv.ev)
-    trace = _forward(rec, lambda: twin((sv.prob.rhs_kernel,), None, *args))
+    trace = _forward(rec, lambda: twin(sv.prob.rhs_kernel, no_events, *args))
     return rec, _solution_of(trace, sv)
 
 
