@@ -12,8 +12,9 @@ own plain solve.
 Peers: central finite differences of scipy ``solve_ivp``;
 hand-written augmented sensitivity systems in scipy (RK45, LSODA, BDF); CasADi's CVODES
 forward sensitivities when casadi is installed; numbalsoda (DOP853 for Lotka-Volterra, LSODA
-for Robertson, hand-augmented systems as numba cfuncs) when installed (its build needs a
-Fortran compiler, e.g. Debian's gfortran); diffrax
+for Robertson, hand-augmented systems as numba cfuncs, each timed in a fresh process: see
+``_numbalsoda.py``) when installed (its build needs a Fortran compiler, e.g. Debian's
+gfortran); diffrax
 (float64, ``jax.jacfwd`` through ``diffeqsolve`` with ``ForwardMode``: Tsit5 for
 Lotka-Volterra, Kvaerno5 for Robertson) when jax and diffrax are installed, compiled ahead
 of the timing (compile seconds in its row's name).
@@ -42,9 +43,8 @@ try:
 except ImportError:  # pragma: no cover
     casadi = None
 try:
-    import numba
     import numbalsoda
-    from _numbalsoda import rober_scaled
+    from _numbalsoda import isolated
 except ImportError:  # pragma: no cover
     numbalsoda = None
 try:  # diffrax's forward mode (jax.jacfwd through the solve), float64
@@ -210,64 +210,6 @@ def diffrax_sens(kind, y0, t_span, ts, p, rtol, atol):
     return (lambda: np.asarray(compiled(jnp.asarray(p)))), t_compile
 
 
-def numbalsoda_lv(y0, ts, p, rtol, atol):  # pragma: no cover - optional peer
-    """numbalsoda's DOP853 on the hand-augmented Lotka-Volterra system [y (2), S (2, 4)]."""
-    a, b, c, d = p
-
-    @numba.cfunc(numbalsoda.lsoda_sig)
-    def rhs(t, z, dz, data):
-        y0_, y1 = z[0], z[1]
-        dz[0] = a * y0_ - b * y0_ * y1
-        dz[1] = -c * y1 + d * y0_ * y1
-        j00, j01, j10, j11 = a - b * y1, -b * y0_, d * y1, -c + d * y0_
-        fp = ((y0_, -y0_ * y1, 0.0, 0.0), (0.0, 0.0, -y1, y0_ * y1))
-        for k in range(4):
-            s0, s1 = z[2 + k], z[6 + k]
-            dz[2 + k] = j00 * s0 + j01 * s1 + fp[0][k]
-            dz[6 + k] = j10 * s0 + j11 * s1 + fp[1][k]
-
-    z0 = np.concatenate([y0, np.zeros(8)])
-
-    def run():
-        z, ok = numbalsoda.dop853(rhs.address, z0, ts, rtol=rtol, atol=atol)
-        return z[:, 2:].reshape(len(ts), 2, 4)
-
-    return run
-
-
-def numbalsoda_rober(y0, ts, p, rtol, atol):  # pragma: no cover - optional peer
-    """numbalsoda's LSODA on the hand-augmented Robertson system [y (3), S (3, 3)], scaled
-    as ``_numbalsoda`` says with the tolerances of :func:`augmented`."""
-    k1, k2, k3 = p
-    w = np.concatenate([atol, np.repeat(atol, 3)]) / atol[0]
-    w0, w1, w2 = w[0], w[1], w[2]
-
-    @numba.cfunc(numbalsoda.lsoda_sig)
-    def rhs(t, z, dz, data):
-        y0_, y1, y2 = rober_scaled(z, dz, w0, w1, w2, k1, k2, k3)
-        J = (
-            (-k1, k2 * y2, k2 * y1),
-            (k1, -k2 * y2 - 2 * k3 * y1, -k2 * y1),
-            (0.0, 2 * k3 * y1, 0.0),
-        )
-        fp = ((-y0_, y1 * y2, 0.0), (y0_, -y1 * y2, -y1 * y1), (0.0, 0.0, y1 * y1))
-        for i in range(3):
-            for j in range(3):
-                acc = fp[i][j]
-                for m in range(3):
-                    acc += J[i][m] * (z[3 + 3 * m + j] * w[3 + 3 * m + j])
-                dz[3 + 3 * i + j] = acc / w[3 + 3 * i + j]
-
-    z0 = np.concatenate([y0, np.zeros(9)]) / w
-    te = np.concatenate([[0.0], ts])  # numbalsoda's first output time is the start
-
-    def run():
-        z, ok = numbalsoda.lsoda(rhs.address, z0, te, rtol=rtol, atol=atol[0], mxstep=100_000)
-        return (z[1:] * w)[:, 3:].reshape(len(ts), 3, 3)
-
-    return run
-
-
 def error(S, ref):
     return float(np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
 
@@ -330,11 +272,10 @@ def lotka(repeat):
         run = casadi_sens("lv", y0, ts, p, rtol, atol)
         rows["CasADi CVODES forward sensitivities"] = (median_time(run, r), error(run(), ref))
     if numbalsoda is not None:  # pragma: no cover
-        run = numbalsoda_lv(y0, ts, p, rtol, atol)
-        run()
+        t, t_min, S = isolated("lv_sens_dop853", repeat)  # a fresh process: see _numbalsoda
         rows["numbalsoda DOP853, hand-augmented system"] = (
-            median_time(run, repeat),
-            error(run(), ref),
+            (t, t_min),
+            error(S.reshape(len(ts), 2, 4), ref),
         )
     if diffrax is not None:
         run, t_jit = diffrax_sens("lv", y0, (0, 10), ts, p, rtol, atol)
@@ -401,11 +342,10 @@ def robertson(repeat):
             error(run() * scale, ref * scale),
         )
     if numbalsoda is not None:  # pragma: no cover
-        run = numbalsoda_rober(y0, ts, p, rtol, atol)
-        run()
+        t, t_min, S = isolated("rober_sens_lsoda", repeat)
         rows["numbalsoda LSODA, hand-augmented system"] = (
-            median_time(run, repeat),
-            error(run() * scale, ref * scale),
+            (t, t_min),
+            error(S.reshape(len(ts), 3, 3) * scale, ref * scale),
         )
     if diffrax is not None:
         run, t_jit = diffrax_sens("rober", y0, (0, 4e10), ts, p, rtol, atol)

@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _latency import numba_floor  # noqa: E402
-from _numbalsoda import rober_scaled  # noqa: E402
+from _numbalsoda import isolated  # noqa: E402
 
 from sensitivity.ode.problem import ODEProblem  # noqa: E402
 from sensitivity.ode.solve import Solver, solve  # noqa: E402
@@ -114,19 +114,10 @@ def lotka(repeat):
 
 
 def numbalsoda_rows(p, t_eval, ref):  # pragma: no cover - optional peer
-    @numba.cfunc(numbalsoda.lsoda_sig)
-    def rhs(t, u, du, data):
-        du[0] = 1.5 * u[0] - u[0] * u[1]
-        du[1] = -3.0 * u[1] + u[0] * u[1]
-
-    u0 = np.array([1.0, 1.0])
+    """numbalsoda's DOP853 and LSODA, each timed in a fresh process (see ``_numbalsoda``)."""
     out = {}
-    for name, f in (
-        ("numbalsoda DOP853", numbalsoda.dop853),
-        ("numbalsoda LSODA", numbalsoda.lsoda),
-    ):
-        usol, _ = f(rhs.address, u0, t_eval, rtol=1e-6, atol=1e-8)
-        t = median_time(lambda f=f: f(rhs.address, u0, t_eval, rtol=1e-6, atol=1e-8), 200)
+    for name, case in (("numbalsoda DOP853", "lv_dop853"), ("numbalsoda LSODA", "lv_lsoda")):
+        t, _, usol = isolated(case, 200)
         out[name] = (t, np.abs(usol - ref).max())
     return out
 
@@ -198,25 +189,10 @@ def robertson(repeat):
 
 
 def numbalsoda_rober(p, t_eval, atol, err, repeat):  # pragma: no cover - optional peer
-    """numbalsoda's LSODA on Robertson's scaled state (see ``_numbalsoda``)."""
-    a = atol / atol[0]
-    k1, k2, k3 = p
-    a0, a1, a2 = a
-
-    @numba.cfunc(numbalsoda.lsoda_sig)
-    def rhs(t, z, dz, data):
-        rober_scaled(z, dz, a0, a1, a2, k1, k2, k3)
-
-    z0 = np.array([1.0, 0.0, 0.0]) / a
-    te = np.concatenate([[0.0], t_eval])  # numbalsoda's first output time is the start
-
-    def run():
-        return numbalsoda.lsoda(rhs.address, z0, te, rtol=1e-4, atol=atol[0], mxstep=100_000)
-
-    zsol, ok = run()
-    assert ok
-    t = median_time(run, repeat * 5)
-    return {"numbalsoda LSODA": (t, err(zsol[1:] * a))}
+    """numbalsoda's LSODA on Robertson's scaled state, timed in a fresh process (see
+    ``_numbalsoda``, which holds the same p, atol and outputs)."""
+    t, _, y = isolated("rober_lsoda", repeat * 5)
+    return {"numbalsoda LSODA": (t, err(y))}
 
 
 def cvode_rows(fun, jac, t_eval, atol, err, repeat):
