@@ -21,10 +21,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numba
 import numpy as np
+from _timing import median_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,18 +56,6 @@ def rober_scaled(z, dz, w0, w1, w2, k1, k2, k3):
     dz[1] = (-r - q) / w1
     dz[2] = q / w2
     return y0, y1, y2
-
-
-def _times(fn, repeat):
-    """(median, minimum) of ``repeat`` calls after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), float(np.min(times))
 
 
 def _lv(method):  # pragma: no cover - optional peer
@@ -176,5 +164,5 @@ CASES = {
 
 if __name__ == "__main__":  # pragma: no cover
     run = CASES[sys.argv[1]]()
-    t, t_min = _times(run, int(sys.argv[2]))
+    t, t_min = median_time(run, int(sys.argv[2]))
     print(json.dumps([t, t_min, run().tolist()]))

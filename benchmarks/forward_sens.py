@@ -36,6 +36,8 @@ from scipy.integrate import solve_ivp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from _timing import median_time  # noqa: E402
+
 from sensitivity import ODEProblem, SensitivitySolver, Solver, forward_sensitivity, solve  # noqa: E402
 
 try:
@@ -54,22 +56,6 @@ try:  # diffrax's forward mode (jax.jacfwd through the solve), float64
     jax.config.update("jax_enable_x64", True)
 except ImportError:  # pragma: no cover
     diffrax = None
-
-
-def median_time(fn, repeat):
-    """Return (median, minimum) of ``repeat`` timed calls after two warm-up calls.
-
-    The median is the figure; the minimum is printed next to it because it is robust to
-    other load on a shared machine (which shows up as whole scheduler slices, ~4 ms).
-    """
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), float(np.min(times))
 
 
 def lv(t, y, p, dydt):
