@@ -298,8 +298,9 @@ def bdf_dense(D, order, Q):
 def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     """Integrate ``y' = rhs(t, y, p)`` with variable-order BDF (NDF); see the module doc.
 
-    Arguments as :func:`sensitivity.ode.explicit.rk_solve`, with ``fns = (rhs, jac, sens)``
-    (compiled: their addresses, int64 (6,)) and the Jacobian ``jac(t, y, p, J)``;
+    Arguments as the explicit kernel's (:func:`sensitivity.ode.explicit.rk_kernel`), with
+    ``fns = (rhs, jac, sens)`` (compiled: their addresses, int64 (6,)), the Jacobian ``jac(t,
+    y, p, J)`` and ``g`` None without events;
     ``opts = [first_step (0 = auto), max_step, max_steps, save_steps, record, max_order,
     min_order, n_y, n_err, kl, ku]`` (``kl, ku``: the band of ``jac``'s storage, -1 for
     dense; :func:`sensitivity.ode.linsolve.workspace`).

@@ -164,6 +164,14 @@ class ExplicitRK:
         return _ARRAYS[key]
 
     @property
+    def kernel(self):
+        """The method's integrator, :func:`sensitivity.ode.explicit.rk_kernel` (made once)."""
+        key = (self.tableau.name, "kernel")
+        if key not in _ARRAYS:
+            _ARRAYS[key] = explicit.rk_kernel(*self.arrays)
+        return _ARRAYS[key]
+
+    @property
     def arrays(self):
         """Writable copies of (a, b, c, e, e3, P) for the kernel (made once)."""
         if self.tableau.name not in _ARRAYS:
@@ -183,11 +191,11 @@ class ExplicitRK:
         funcs, g = fns
         if compiled:  # no events: a no-op event function (see sensitivity.ode.explicit)
             g = _no_events_addresses() if g is None else g
-            kernel = explicit.rk_solve_native
+            kernel = self.kernel
         else:
             funcs, g = funcs[0], (no_events if g is None else g[0])
-            kernel = python_twin(explicit.rk_solve)
-        return kernel(funcs, g, t_span, y0, p, *self.arrays, tol, full, t_eval, *ev)
+            kernel = python_twin(self.kernel)
+        return kernel(funcs, g, t_span, y0, p, tol, full, t_eval, *ev)
 
 
 METHODS = {
@@ -383,7 +391,7 @@ def _functions(prob, method, events, compiled, band=None):
 
 def _is_compiled(prob, events):
     funcs = [prob.rhs_kernel] + ([events.g] if events is not None else [])
-    kernels = isinstance(explicit.rk_solve, Dispatcher)  # False without numba
+    kernels = isinstance(bdf.bdf_solve, Dispatcher)  # False without numba
     return (
         kernels and getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
     )

@@ -54,7 +54,7 @@ import threading
 
 import numpy as np
 
-from sensitivity.ode import bdf, explicit, linsolve
+from sensitivity.ode import bdf, linsolve
 from sensitivity.ode import solve as ode_solve
 from sensitivity.ode.control import python_twin
 from sensitivity.ode.events import emit_t_eval, no_events
@@ -239,9 +239,9 @@ def forward_rk(sv, p, y0, snapshots, budget):
     meth = sv.method
     rec.stages = rk_stages_kernel(sv.prob.rhs_kernel, sv.prob.compile)
     over = {"accept_step": _accept_step, "record_step": _record_step, "rk_stages": _rk_stages}
-    twin = python_twin(explicit.rk_solve, over)
+    twin = python_twin(meth.kernel, over)
     opts = np.concatenate([sv.opts, meth.flags])
-    args = (sv.t_span, y0, p, *meth.arrays, sv.tol, opts, sv.t_eval, *sv.ev)
+    args = (sv.t_span, y0, p, sv.tol, opts, sv.t_eval, *sv.ev)
     trace = _forward(rec, lambda: twin(sv.prob.rhs_kernel, no_events, *args))
     return rec, _solution_of(trace, sv)
 
