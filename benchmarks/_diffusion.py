@@ -18,6 +18,7 @@ import tracemalloc
 
 import numba
 import numpy as np
+from _timing import median
 from scipy.integrate import solve_ivp
 from scipy.linalg import eigh_tridiagonal
 from scipy.sparse import diags
@@ -104,16 +105,6 @@ def peak_memory(fn):
     return out, peak
 
 
-def _median(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def casadi_gradient(u0, k, sensors, ts, data, max_n=4096):
     """CasADi CVODES: (gradient seconds, solve seconds, gradient) or None if unavailable."""
     try:
@@ -138,8 +129,8 @@ def casadi_gradient(u0, k, sensors, ts, data, max_n=4096):
     solve = ca.Function("solve", [kp], [X])
     grad = ca.Function("grad", [kp], [L, ca.gradient(L, kp)])
     rep = 3 if n <= 256 else 1
-    t_solve = _median(lambda: solve(k), rep)
-    t_grad = _median(lambda: grad(k), rep)
+    t_solve = median(lambda: solve(k), rep)
+    t_grad = median(lambda: grad(k), rep)
     return t_grad, t_solve, np.asarray(grad(k)[1]).ravel()
 
 
@@ -164,5 +155,5 @@ def scipy_fd_gradient(u0, k, sensors, ts, data, timed_max_n=64):
             ei[i] = h
             misfit(k + ei) - misfit(k - ei)
         return time.perf_counter() - t0, False
-    t_one = _median(lambda: misfit(k), 1)
+    t_one = median(lambda: misfit(k), 1)
     return 2 * n * t_one, True

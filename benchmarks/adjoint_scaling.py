@@ -57,6 +57,7 @@ from _diffusion import (  # noqa: E402
     scipy_fd_gradient,
     setup,
 )
+from _timing import median  # noqa: E402
 
 import sensitivity as sn  # noqa: E402
 
@@ -111,14 +112,7 @@ def lv(t, y, p, dydt):
 
 
 def median_time(fn, repeat=50):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median(fn, repeat, warmup=2)
 
 
 def lotka_volterra():

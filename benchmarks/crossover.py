@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -29,6 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sensitivity as sn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import median  # noqa: E402
 
 WIDTH = 0.6  # pulse width (time units)
 T_END = 20.0
@@ -47,14 +49,7 @@ def driven(t, y, p, dydt):
 
 
 def median_time(fn, repeat):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return median(fn, repeat, warmup=2)
 
 
 def case(m, repeat):

@@ -36,6 +36,7 @@ import sensitivity as sn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _diffusion  # noqa: E402
+from _timing import median  # noqa: E402
 
 P_TRUE = np.array([1.5, 1.0, 3.0, 1.0])
 TS = np.linspace(0.5, 10.0, 20)
@@ -44,16 +45,6 @@ TS = np.linspace(0.5, 10.0, 20)
 def lv(t, y, p, dydt):
     dydt[0] = p[0] * y[0] - p[1] * y[0] * y[1]
     dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1]
-
-
-def median(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main():

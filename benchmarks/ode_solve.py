@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numba
 import numpy as np
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _latency import numba_floor  # noqa: E402
 from _numbalsoda import isolated  # noqa: E402
+from _timing import median  # noqa: E402
 
 from sensitivity.ode.problem import ODEProblem  # noqa: E402
 from sensitivity.ode.solve import Solver, solve  # noqa: E402
@@ -54,14 +54,7 @@ except ImportError:  # pragma: no cover
 
 def median_time(fn, repeat=20, warmup=2):
     """Median wall time of ``fn()`` in seconds after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return median(fn, repeat, warmup)
 
 
 def report(title, rows, ours):
