@@ -283,10 +283,11 @@ def step_outputs(bufs, ks, save_steps, record, t_eval, t_end, t_a, h, ya, Q, y_e
     record (``record``), then the step itself (``save_steps``) or the ``t_eval`` points it
     covers. Returns the buffer tuple.
 
-    Inline: a step loop without events calls this instead of :func:`accept_step` (whose
-    call with the nine-array tuple costs ~300 ns a step, and whose compilation ~1.4 s).
-    Saving every step goes through a call (:func:`save_step`): inline, its growth code
-    slowed the t_eval path of an explicit solve by a tenth.
+    Inline: the stiff kernels without events call this instead of :func:`accept_step`
+    (whose call with the nine-array tuple costs ~300 ns a step, and whose compilation
+    ~1.4 s). Saving every step goes through a call (:func:`save_step`), which keeps the
+    t_eval path of the loop small. The explicit kernel and :func:`accept_step` keep their
+    own branches (measured faster there; see :mod:`sensitivity.ode.explicit`).
     """
     if save_steps:
         return save_step(bufs, ks, record, t_end, h, ya, Q, y_end)

@@ -1,7 +1,7 @@
 """Compiled adaptive explicit Runge-Kutta integration with dense output and events.
 
-One generic kernel serves every tableau of :mod:`sensitivity.ode.tableaus`: for a step h
-from (t, y) with ``K_1 = f(t, y)``::
+One source serves every tableau of :mod:`sensitivity.ode.tableaus` (compiled once per
+tableau, see :func:`rk_kernel`): for a step h from (t, y) with ``K_1 = f(t, y)``::
 
     K_i   = f(t + c_i h, y + h sum_{j<i} a_ij K_j),   y_new = y + h sum_i b_i K_i
     err   = h sum_i e_i K_i,                          accepted when ||err|| <= 1

@@ -391,7 +391,7 @@ def _functions(prob, method, events, compiled, band=None):
 
 def _is_compiled(prob, events):
     funcs = [prob.rhs_kernel] + ([events.g] if events is not None else [])
-    kernels = isinstance(bdf.bdf_solve, Dispatcher)  # False without numba
+    kernels = isinstance(bdf.bdf_solve, Dispatcher)  # any module-level kernel: False without numba
     return (
         kernels and getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
     )
