@@ -209,7 +209,8 @@ def test_repeated_sparse_jacobians_are_independent():
     ya, yb = rng.uniform(0, 1, n), rng.uniform(1, 2, n)
     Ja = prob.jacobian(0.0, ya)
     Jb = prob.jacobian(0.0, yb)
-    assert Ja.data is not Jb.data and Ja.indices is not prob.jac_sparsity.indices
+    assert Ja.data is not Jb.data  # the structure is shared read-only (copy on write)
+    assert not (Ja.indices.flags.writeable or Ja.indptr.flags.writeable)
     np.testing.assert_allclose(Ja.toarray(), dense.jacobian(0.0, ya), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(Jb.toarray(), dense.jacobian(0.0, yb), rtol=1e-14, atol=1e-15)
     vals = prob.jacobian_values(0.0, ya)
@@ -217,3 +218,38 @@ def test_repeated_sparse_jacobians_are_independent():
     assert (
         prob._sparse_setup(prob.jac_sparsity, prob.jac_colors, "sparse_jac")[2].dtype == np.uint32
     )
+
+
+def test_sparse_jacobians_share_the_pattern_copy_on_write():
+    # prob.jacobian() shares the pattern's index arrays (read-only) instead of copying them;
+    # changing one result's structure must copy first and leave the pattern and the next
+    # Jacobian intact.
+    import pickle
+
+    n = 100
+    y0 = np.linspace(0.1, 1.0, n)
+    prob = ODEProblem(heat, y0, (0.0, 1.0), np.ones(n))
+    S = prob.jac_sparsity
+    indices, indptr = S.indices.copy(), S.indptr.copy()
+    J = prob.jacobian(0.0, y0)
+    assert isinstance(J, sp.csr_matrix) and J.indices is S.indices
+    with pytest.raises(ValueError, match="read-only"):
+        J.indices[0] = 1
+    dense = J.toarray()
+    J.data[:3] = 0.0
+    J.eliminate_zeros()
+    assert J.nnz == S.nnz - 3 and J.indices is not S.indices
+    np.testing.assert_array_equal(S.indices, indices)
+    np.testing.assert_array_equal(S.indptr, indptr)
+    J2 = prob.jacobian(0.0, y0)
+    np.testing.assert_array_equal(J2.toarray(), dense)
+    for method in ("sort_indices", "sum_duplicates", "prune"):
+        K = prob.jacobian(0.0, y0)
+        getattr(K, method)()
+        assert K.indices.flags.writeable
+        np.testing.assert_array_equal(K.toarray(), dense)
+    K = prob.jacobian(0.0, y0)
+    K.resize((n + 1, n + 1))
+    assert K.shape == (n + 1, n + 1) and S.shape == (n, n)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(J2)).toarray(), dense)
+    np.testing.assert_array_equal((2.0 * J2).toarray(), 2.0 * dense)

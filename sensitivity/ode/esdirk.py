@@ -51,6 +51,7 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
+    borrow,
     copy1,
     error_norm,
     initial_step,
@@ -59,7 +60,15 @@ from sensitivity.ode.control import (
     pi_factor,
     rhs_at,
 )
-from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
+from sensitivity.ode.events import (
+    accept_step,
+    borrow_bufs,
+    finish_trace,
+    has_room,
+    make_room,
+    new_trace,
+    step_outputs,
+)
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
@@ -211,7 +220,8 @@ def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((N, 3))
-    bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    owners, ks_own = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    bufs, ks = borrow_bufs(owners), borrow(ks_own)  # owners: only where they change
     sens(t0, y, P, f0)
     if g is not None:  # a compile-time branch: None prunes the event code
         rhs_at(g, 0)(t0, y, p, g_old)
@@ -238,92 +248,104 @@ def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     counts[1] = 1
     t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
-    while direction * (t - t_end) < 0.0:
-        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
-            status = (
-                MAX_STEPS
-                if counts[3] >= max_steps
-                else (STEP_TOO_SMALL, NEWTON_FAILED, NONFINITE)[why]
+    while True:  # again only after make_room: owners is not carried by the step loop
+        # (a tuple reassigned in a loop counts its nine references at every back edge)
+        while direction * (t - t_end) < 0.0 and has_room(bufs, ks, save_steps, record, nev):
+            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+                status = (
+                    MAX_STEPS
+                    if counts[3] >= max_steps
+                    else (STEP_TOO_SMALL, NEWTON_FAILED, NONFINITE)[why]
+                )
+                info[0] = t if status != NONFINITE else info[0]
+                break
+            t_new = t + direction * min(h_abs, max_step)
+            if direction * (t_new - t_end) > 0.0:
+                t_new = t_end
+            h = t_new - t
+            if h != h_lu:
+                M = factor(J, D * h, M, piv)
+                counts[2] += 1
+                h_lu = h
+            set_scale(atol, rtol, y, scale)
+            ok, nf, bad = trbdf2_step(
+                rhs, sens, t, y, f0, h, M, piv, scale, p, P, newton_tol, work, n
             )
-            info[0] = t if status != NONFINITE else info[0]
-            break
-        t_new = t + direction * min(h_abs, max_step)
-        if direction * (t_new - t_end) > 0.0:
-            t_new = t_end
-        h = t_new - t
-        if h != h_lu:
-            M = factor(J, D * h, M, piv)
-            counts[2] += 1
-            h_lu = h
-        set_scale(atol, rtol, y, scale)
-        ok, nf, bad = trbdf2_step(rhs, sens, t, y, f0, h, M, piv, scale, p, P, newton_tol, work, n)
-        counts[0] += nf
-        if not ok:
-            if bad < 0 and not current_jac:  # stale J: renew it and retry the same step
-                J = new_jacobian(jac, t, y[:n], p, J)
-                counts[1] += 1
-                current_jac, h_lu = True, 0.0
+            counts[0] += nf
+            if not ok:
+                if bad < 0 and not current_jac:  # stale J: renew it and retry the same step
+                    J = new_jacobian(jac, t, y[:n], p, J)
+                    counts[1] += 1
+                    current_jac, h_lu = True, 0.0
+                    continue
+                why = 2 if bad >= 0 else 1
+                if bad >= 0:
+                    info[0], info[1] = t_new, bad
+                h_abs = abs(h) * 0.5
+                counts[4] += 1
+                rejected = True
                 continue
-            why = 2 if bad >= 0 else 1
-            if bad >= 0:
-                info[0], info[1] = t_new, bad
-            h_abs = abs(h) * 0.5
-            counts[4] += 1
-            rejected = True
-            continue
-        y_new, f_new = work[2], work[3]
-        for i in range(N):
-            err[i] = h * (E0 * f0[i] + E1 * work[1, i] + E2 * f_new[i])
-        solve_lu(M, piv, err[:n], err[:n])  # Hosea-Shampine filter: (I - d h J)^{-1} est
-        filter_columns(M, piv, err, n, n_err, r)
-        en = error_norm(err[:n_err], y[:n_err], y_new[:n_err], rtol, atol[:n_err])
-        if not (en <= 1.0):
-            h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-1.0 / 3.0))
-            counts[4] += 1
-            rejected, why = True, 0
-            continue
-        why, current_jac = 0, False
-        k = ks[0]
-        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
-            hermite(y, y_new, f0, f_new, h, Q)
-        terminal, t_stop = False, t_new
-        if g is not None:
-            bufs, t_stop, terminal = accept_step(
-                g,
-                p,
-                ev_dir,
-                ev_term,
-                g_old,
-                t,
-                t_new,
-                t,
-                h,
-                y,
-                Q,
-                y_new,
-                t_eval,
-                save_steps,
-                record,
-                bufs,
-                ks,
-                work[5],
-                g_work,
-            )
-        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
-            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
-        counts[3] += 1
-        if terminal:
-            t = t_stop
-            status = TERMINATED
+            y_new, f_new = work[2], work[3]
+            for i in range(N):
+                err[i] = h * (E0 * f0[i] + E1 * work[1, i] + E2 * f_new[i])
+            solve_lu(M, piv, err[:n], err[:n])  # Hosea-Shampine filter: (I - d h J)^{-1} est
+            filter_columns(M, piv, err, n, n_err, r)
+            en = error_norm(err[:n_err], y[:n_err], y_new[:n_err], rtol, atol[:n_err])
+            if not (en <= 1.0):
+                h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-1.0 / 3.0))
+                counts[4] += 1
+                rejected, why = True, 0
+                continue
+            why, current_jac = 0, False
+            k = ks[0]
+            if (
+                record
+                or nev > 0
+                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
+            ):
+                hermite(y, y_new, f0, f_new, h, Q)
+            terminal, t_stop = False, t_new
+            if g is not None:
+                t_stop, terminal = accept_step(
+                    g,
+                    p,
+                    ev_dir,
+                    ev_term,
+                    g_old,
+                    t,
+                    t_new,
+                    t,
+                    h,
+                    y,
+                    Q,
+                    y_new,
+                    t_eval,
+                    save_steps,
+                    record,
+                    bufs,
+                    ks,
+                    work[5],
+                    g_work,
+                )
+            else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+                step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
+            counts[3] += 1
+            if terminal:
+                t = t_stop
+                status = TERMINATED
+                break
+            t = t_new
+            copy1(y, y_new)
+            copy1(f0, f_new)
+            fac = pi_factor(en, err_prev, 3.0, rejected)
+            err_prev, rejected = max(en, 1e-4), False
+            if not (1.0 <= fac <= KEEP_STEP):
+                h_abs = abs(h) * fac
+        if status != SUCCESS or not direction * (t - t_end) < 0.0:
             break
-        t = t_new
-        copy1(y, y_new)
-        copy1(f0, f_new)
-        fac = pi_factor(en, err_prev, 3.0, rejected)
-        err_prev, rejected = max(en, 1e-4), False
-        if not (1.0 <= fac <= KEEP_STEP):
-            h_abs = abs(h) * fac
-    return finish_trace(status, info, counts, bufs, ks)
+        owners = make_room(owners, ks, save_steps, record, nev)
+        bufs = borrow_bufs(owners)
+    return finish_trace(status, info, counts, owners, ks_own)
 
 
 @jit(twin=True)

@@ -176,29 +176,80 @@ def emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out):
     ks[0] = k
 
 
+@jit(inline=True)
+def borrow_bufs(bufs):
+    """The buffer tuple of :func:`new_trace` as borrowed views (:func:`borrow`).
+
+    The step loops work on these and keep the owning tuple only where it changes
+    (:func:`make_room`, :func:`accept_step`) and for :func:`finish_trace`: each copy of the
+    owning tuple into an inlined helper counts nine references up and down, atomically,
+    which was about a fifth of a small BDF solve (Robertson) when done every step.
+    """
+    return (
+        borrow(bufs[0]),
+        borrow(bufs[1]),
+        borrow(bufs[2]),
+        borrow(bufs[3]),
+        borrow(bufs[4]),
+        borrow(bufs[5]),
+        borrow(bufs[6]),
+        borrow(bufs[7]),
+        borrow(bufs[8]),
+    )
+
+
+@jit(inline=True)
+def has_room(bufs, ks, save_steps, record, nev):
+    """Whether ``bufs`` holds one more step's outputs: dense record, saved step and one
+    firing of each of the ``nev`` events. A step loop reassigns its buffer tuple only when
+    it does not (:func:`make_room`)."""
+    nseg = ks[2]
+    if record and (nseg + 2 > bufs[5].shape[0] or nseg + 1 > bufs[6].shape[0]):
+        return False
+    if nev > 0 and ks[1] + nev > bufs[2].shape[0]:
+        return False
+    return not (save_steps and ks[0] + 1 > bufs[0].shape[0])
+
+
+@jit()
+def make_room(bufs, ks, save_steps, record, nev):
+    """Return ``bufs`` with room for one more step's outputs (:func:`has_room`), its
+    arrays grown by doubling."""
+    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+    nseg, k, ne = ks[2], ks[0], ks[1]
+    if nev > 0 and ne + nev > ev_k.shape[0]:
+        ev_k = grow_i1(ev_k, ne + nev)
+        ev_t = grow_f1(ev_t, ne + nev)
+        ev_y = grow_f2(ev_y, ne + nev)
+    if record:
+        seg_t = grow_f1(seg_t, nseg + 2)
+        if nseg + 1 > seg_h.shape[0]:  # seg_h, seg_y, seg_Q share their capacity
+            seg_h = grow_f1(seg_h, nseg + 1)
+            seg_y = grow_f2(seg_y, nseg + 1)
+            seg_Q = grow_f3(seg_Q, nseg + 1)
+    if save_steps and k + 1 > t_out.shape[0]:
+        t_out = grow_f1(t_out, k + 1)
+        y_out = grow_f2(y_out, k + 1)
+    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)
+
+
 @jit(inline=True, twin=True)
 def record_step(bufs, ks, t_end, h, ya, Q, y_new):
-    """Append one step's dense output ``(t_end, h, ya, Q)`` to the segments of ``bufs``.
+    """Append one step's dense output ``(t_end, h, ya, Q)`` to the segments of ``bufs``,
+    which has room for it (:func:`has_room`, :func:`make_room`).
 
     Inline, so that a step loop without events records its step without calling
     :func:`accept_step` (a call with the nine-array buffer tuple costs ~300 ns a step).
     ``y_new`` is unused here; the recording pass of the checkpointed adjoints replaces
-    this function by name and reads it. Returns the buffer tuple (grown by doubling).
+    this function by name and reads it.
     """
-    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
     nseg = ks[2]
-    if nseg + 2 > seg_t.shape[0]:  # call the growers only when full
-        seg_t = grow_f1(seg_t, nseg + 2)
-    if nseg + 1 > seg_h.shape[0]:  # seg_h, seg_y, seg_Q share their capacity
-        seg_h = grow_f1(seg_h, nseg + 1)
-        seg_y = grow_f2(seg_y, nseg + 1)
-        seg_Q = grow_f3(seg_Q, nseg + 1)
+    seg_t, seg_h, seg_y, seg_Q = borrow(bufs[5]), borrow(bufs[6]), borrow(bufs[7]), borrow(bufs[8])
     seg_t[nseg + 1] = t_end
     seg_h[nseg] = h
     copy1(seg_y[nseg], ya)  # compiled helpers: the Python twin copies at compiled speed
     copy2(seg_Q[nseg], Q)
     ks[2] += 1
-    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)
 
 
 @jit(twin=True)
@@ -227,11 +278,12 @@ def accept_step(
 
     The step's dense output is ``y(t_a + s h) = ya + sum_j Q[:, j] s**(j+1)``, covering
     s in [s0, s0 + 1] with s0 = (t_old - t_a) / h.
-    ``g`` is None (no events) or the event function as the kernels take it.
-    Returns ``(bufs, t_end, terminal)``: ``t_end`` is ``t_new`` or, after a terminal event,
-    the event time, whose state is then ``bufs[4][ks[1] - 1]``.
+    ``g`` is None (no events) or the event function as the kernels take it. ``bufs`` has
+    room for the step's outputs and for one firing of every event (:func:`has_room`).
+    Returns ``(t_end, terminal)``: ``t_end`` is ``t_new`` or, after a terminal event, the
+    event time, whose state is then ``bufs[4][ks[1] - 1]``.
     """
-    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+    t_out, y_out, ev_k, ev_t, ev_y = bufs[0], bufs[1], bufs[2], bufs[3], bufs[4]
     s0 = (t_old - t_a) / h
     t_end = t_new
     terminal = False
@@ -243,11 +295,8 @@ def accept_step(
             fired, s_fire = step_events(
                 gf, p, g_old, g_new, ev_dir, s0, s0 + 1.0, t_a, h, ya, Q, y_work, g_work
             )
-            for i in range(fired.shape[0]):
+            for i in range(fired.shape[0]):  # each event fires at most once in a step
                 ne = ks[1]
-                ev_k = grow_i1(ev_k, ne + 1)
-                ev_t = grow_f1(ev_t, ne + 1)
-                ev_y = grow_f2(ev_y, ne + 1)
                 ev_k[ne] = fired[i]
                 ev_t[ne] = t_a + s_fire[i] * h
                 poly_eval(ya, Q, s_fire[i], ev_y[ne])
@@ -260,28 +309,22 @@ def accept_step(
     # the tail of step_outputs written out: through it (a save_step call) saving every
     # step of an explicit solve took a third longer
     if record:  # the dense output, kept for dense=True and for the sensitivity solvers
-        bufs = record_step(
-            (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q), ks, t_end, h, ya, Q, y_new
-        )
-        t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+        record_step(bufs, ks, t_end, h, ya, Q, y_new)
     k = ks[0]
     if save_steps:
-        if k + 1 > t_out.shape[0]:
-            t_out = grow_f1(t_out, k + 1)
-            y_out = grow_f2(y_out, k + 1)
         t_out[k] = t_end
         copy1(y_out[k], ev_y[ks[1] - 1] if terminal else y_new)
         ks[0] += 1
     else:
         emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, t_out, y_out)
-    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q), t_end, terminal
+    return t_end, terminal
 
 
 @jit(inline=True, twin=True)
 def step_outputs(bufs, ks, save_steps, record, t_eval, t_end, t_a, h, ya, Q, y_end):
     """The outputs of an accepted step that ends at ``t_end`` in state ``y_end``: its dense
     record (``record``), then the step itself (``save_steps``) or the ``t_eval`` points it
-    covers. Returns the buffer tuple.
+    covers. ``bufs`` has room for them (:func:`has_room`, :func:`make_room`).
 
     Inline: the stiff kernels without events call this instead of :func:`accept_step`
     (whose call with the nine-array tuple costs ~300 ns a step, and whose compilation
@@ -289,28 +332,18 @@ def step_outputs(bufs, ks, save_steps, record, t_eval, t_end, t_a, h, ya, Q, y_e
     t_eval path of the loop small. The explicit kernel and :func:`accept_step` keep their
     own branches (measured faster there; see :mod:`sensitivity.ode.explicit`).
     """
-    if save_steps:
-        return save_step(bufs, ks, record, t_end, h, ya, Q, y_end)
     if record:  # the dense output, kept for dense=True and for the sensitivity solvers
-        bufs = record_step(bufs, ks, t_end, h, ya, Q, y_end)
-        # emit in both branches: one emit after a merge measured a fifth slower (LV, Tsit5)
+        record_step(bufs, ks, t_end, h, ya, Q, y_end)
+    if save_steps:
+        save_step(bufs, ks, t_end, y_end)
+    else:
         emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, borrow(bufs[0]), borrow(bufs[1]))
-        return bufs
-    emit_t_eval(t_eval, ks, t_end, t_a, h, ya, Q, borrow(bufs[0]), borrow(bufs[1]))
-    return bufs
 
 
 @jit(twin=True)
-def save_step(bufs, ks, record, t_end, h, ya, Q, y_end):
-    """Record the step (``record``) and append ``(t_end, y_end)`` to the outputs."""
-    if record:
-        bufs = record_step(bufs, ks, t_end, h, ya, Q, y_end)
-    t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
+def save_step(bufs, ks, t_end, y_end):
+    """Append ``(t_end, y_end)`` to the outputs (``bufs`` has room for it)."""
     k = ks[0]
-    if k + 1 > t_out.shape[0]:
-        t_out = grow_f1(t_out, k + 1)
-        y_out = grow_f2(y_out, k + 1)
-    t_out[k] = t_end
-    copy1(y_out[k], y_end)
+    bufs[0][k] = t_end
+    copy1(bufs[1][k], y_end)
     ks[0] += 1
-    return (t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)

@@ -44,8 +44,11 @@ from sensitivity.ode.control import (
 )
 from sensitivity.ode.events import (
     accept_step,
+    borrow_bufs,
     emit_t_eval,
     finish_trace,
+    has_room,
+    make_room,
     new_trace,
     record_step,
 )
@@ -159,7 +162,8 @@ def rk_kernel(A, b, c, e, e3, P):
         g_old, g_work = np.empty(ev_dir.shape[0]), np.empty(ev_dir.shape[0])
         counts = np.zeros(5, np.int64)  # nfev, njev, nlu, nsteps, nreject
         info = np.zeros(2)  # t and component of a failure
-        bufs, ks = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], P.shape[1])
+        owners, ks_own = new_trace(t0, y0, t_eval, save_steps, ev_dir.shape[0], P.shape[1])
+        bufs, ks = borrow_bufs(owners), borrow(ks_own)  # owners: only where they change
         rhs(t0, y, p, K[0])
         gf(t0, y, p, g_old)
         counts[0] = 1
@@ -171,89 +175,97 @@ def rk_kernel(A, b, c, e, e3, P):
             )
             counts[0] += 1
         t, err_prev, rejected = t0, 1e-4, False
-        while direction * (t - t_end) < 0.0:
-            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
-                status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
-                info[0] = t
-                break
-            t_new = t + direction * min(h_abs, max_step)
-            if direction * (t_new - t_end) > 0.0:
-                t_new = t_end
-            h = t_new - t
-            rk_stages(rhs, t, y, p, h, A, c, K, ytmp, 1, s)
-            counts[0] += s - 1
-            rk_combine(y, h, b, K, y_new)
-            rk_combine(zero, h, e, K, err)
-            if combined:
-                rk_combine(zero, h, e3, K, err3)
-                en = combined_norm(err, err3, y, y_new, rtol, atol)
-            else:
-                en = error_norm(err, y, y_new, rtol, atol)
-            if not math.isfinite(en):
-                t_bad, comp = first_nonfinite(t, h, c, K, y_new, s)
-                if comp >= 0:
-                    info[0], info[1], status = t_bad, comp, NONFINITE
+        while True:  # again only after make_room: owners is not carried by the step loop
+            # (a tuple reassigned in a loop counts its nine references at every back edge)
+            while direction * (t - t_end) < 0.0 and has_room(
+                bufs, ks, save_steps, record, ev_dir.shape[0]
+            ):
+                if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+                    status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
+                    info[0] = t
                     break
-            if not (en <= 1.0):
-                h_abs = abs(h) * max(MIN_FACTOR, SAFETY * (en ** (-1.0 / k_ctrl)))
-                rejected = True
-                counts[4] += 1
-                continue
-            k = ks[0]
-            dense = (
-                record
-                or ev_dir.shape[0] > 0
-                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-            )
-            if dense:  # only when someone reads the interpolant
-                rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
-                counts[0] += s_all - s
-                rk_dense(h, P, K, Q)
-            terminal, t_stop = False, t_new
-            if ev_dir.shape[0] > 0 or save_steps:
-                bufs, t_stop, terminal = accept_step(
-                    gf,
-                    p,
-                    ev_dir,
-                    ev_term,
-                    g_old,
-                    t,
-                    t_new,
-                    t,
-                    h,
-                    y,
-                    Q,
-                    y_new,
-                    t_eval,
-                    save_steps,
-                    record,
-                    bufs,
-                    ks,
-                    ytmp,
-                    g_work,
+                t_new = t + direction * min(h_abs, max_step)
+                if direction * (t_new - t_end) > 0.0:
+                    t_new = t_end
+                h = t_new - t
+                rk_stages(rhs, t, y, p, h, A, c, K, ytmp, 1, s)
+                counts[0] += s - 1
+                rk_combine(y, h, b, K, y_new)
+                rk_combine(zero, h, e, K, err)
+                if combined:
+                    rk_combine(zero, h, e3, K, err3)
+                    en = combined_norm(err, err3, y, y_new, rtol, atol)
+                else:
+                    en = error_norm(err, y, y_new, rtol, atol)
+                if not math.isfinite(en):
+                    t_bad, comp = first_nonfinite(t, h, c, K, y_new, s)
+                    if comp >= 0:
+                        info[0], info[1], status = t_bad, comp, NONFINITE
+                        break
+                if not (en <= 1.0):
+                    h_abs = abs(h) * max(MIN_FACTOR, SAFETY * (en ** (-1.0 / k_ctrl)))
+                    rejected = True
+                    counts[4] += 1
+                    continue
+                k = ks[0]
+                dense = (
+                    record
+                    or ev_dir.shape[0] > 0
+                    or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
                 )
-            elif record:  # no events: the dense record inline, no call with the buffer tuple
-                bufs = record_step(bufs, ks, t_new, h, y, Q, y_new)
-                emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
-            else:  # fast path: only outputs at t_eval
-                emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
-            counts[3] += 1
-            if terminal:
-                status = TERMINATED
+                if dense:  # only when someone reads the interpolant
+                    rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
+                    counts[0] += s_all - s
+                    rk_dense(h, P, K, Q)
+                terminal, t_stop = False, t_new
+                if ev_dir.shape[0] > 0 or save_steps:
+                    t_stop, terminal = accept_step(
+                        gf,
+                        p,
+                        ev_dir,
+                        ev_term,
+                        g_old,
+                        t,
+                        t_new,
+                        t,
+                        h,
+                        y,
+                        Q,
+                        y_new,
+                        t_eval,
+                        save_steps,
+                        record,
+                        bufs,
+                        ks,
+                        ytmp,
+                        g_work,
+                    )
+                elif record:  # no events: the dense record inline, no call with the buffer tuple
+                    record_step(bufs, ks, t_new, h, y, Q, y_new)
+                    emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
+                else:  # fast path: only outputs at t_eval
+                    emit_t_eval(t_eval, ks, t_new, t, h, y, Q, borrow(bufs[0]), borrow(bufs[1]))
+                counts[3] += 1
+                if terminal:
+                    status = TERMINATED
+                    break
+                if fsal:  # first same as last: the last stage is f(t_new, y_new)
+                    copy1(K[0], K[s - 1])
+                elif reuse and dense:  # the first dense stage was f(t_new, y_new)
+                    copy1(K[0], K[s])
+                else:
+                    rhs(t_new, y_new, p, K[0])
+                    counts[0] += 1
+                t = t_new
+                copy1(y, y_new)
+                h_abs = abs(h) * pi_factor(en, err_prev, k_ctrl, rejected)
+                err_prev, rejected = max(en, 1e-4), False
+            if status != SUCCESS or not direction * (t - t_end) < 0.0:
                 break
-            if fsal:  # first same as last: the last stage is f(t_new, y_new)
-                copy1(K[0], K[s - 1])
-            elif reuse and dense:  # the first dense stage was f(t_new, y_new)
-                copy1(K[0], K[s])
-            else:
-                rhs(t_new, y_new, p, K[0])
-                counts[0] += 1
-            t = t_new
-            copy1(y, y_new)
-            h_abs = abs(h) * pi_factor(en, err_prev, k_ctrl, rejected)
-            err_prev, rejected = max(en, 1e-4), False
+            owners = make_room(owners, ks, save_steps, record, ev_dir.shape[0])
+            bufs = borrow_bufs(owners)
         hold(K_own, y_own, Q_own, w_own)
-        return finish_trace(status, info, counts, bufs, ks)
+        return finish_trace(status, info, counts, owners, ks_own)
 
     return rk_solve
 

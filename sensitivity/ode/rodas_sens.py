@@ -42,6 +42,7 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
+    borrow,
     copy1,
     error_norm,
     f8,
@@ -53,7 +54,15 @@ from sensitivity.ode.control import (
     rhs_at,
     user_functions,
 )
-from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
+from sensitivity.ode.events import (
+    accept_step,
+    borrow_bufs,
+    finish_trace,
+    has_room,
+    make_room,
+    new_trace,
+    step_outputs,
+)
 from sensitivity.ode.linsolve import (
     factor,
     new_jacobian,
@@ -175,7 +184,8 @@ def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, 
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((N, 3))
-    bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    owners, ks_own = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    bufs, ks = borrow_bufs(owners), borrow(ks_own)  # owners: only where they change
     sens(t0, Z, P, F0)
     if g is not None:  # a compile-time branch: None prunes the event code
         rhs_at(g, 0)(t0, Z, p, g_old)
@@ -190,69 +200,79 @@ def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, 
     J, M, piv = workspace(n, opts)  # dense: run() appends the dense band [-1, -1]
     t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
     nonfinite = False
-    while direction * (t - t_end) < 0.0:
-        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
-            status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
-            if status == STEP_TOO_SMALL and nonfinite:
-                status = NONFINITE
-            else:
-                info[0] = t
+    while True:  # again only after make_room: owners is not carried by the step loop
+        # (a tuple reassigned in a loop counts its nine references at every back edge)
+        while direction * (t - t_end) < 0.0 and has_room(bufs, ks, save_steps, record, nev):
+            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+                status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
+                if status == STEP_TOO_SMALL and nonfinite:
+                    status = NONFINITE
+                else:
+                    info[0] = t
+                break
+            t_new = t + direction * min(h_abs, max_step)
+            if direction * (t_new - t_end) > 0.0:
+                t_new = t_end
+            h = t_new - t
+            if t_jac != t:
+                J, nf = aug_jacobian_and_ft(sens, jac, t, Z, F0, p, P, J, Ft, work[0], n)
+                counts[0] += nf
+                if B.shape[0] > 0:
+                    lower_block(jvp, t, Z, P, V, JV, B, n)
+                    counts[0] += n
+                counts[1] += 1
+                t_jac = t
+            M = factor(J, GAMMA * h, M, piv)
+            counts[2] += 1
+            last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n)
+            counts[0] += last
+            if bad >= 0:
+                info[0], info[1], nonfinite = t + C[last] * h, bad, True
+                h_abs = abs(h) * 0.5
+                counts[4] += 1
+                rejected = True
+                continue
+            nonfinite = False
+            stage_state(Z, U, 5, Z_new)
+            for m in range(N):
+                Z_new[m] += U[5, m]
+            en = error_norm(U[5, :n_err], Z[:n_err], Z_new[:n_err], rtol, atol[:n_err])
+            if not (en <= 1.0):
+                h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-0.25))
+                counts[4] += 1
+                rejected = True
+                continue
+            k = ks[0]
+            if (
+                record
+                or nev > 0
+                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
+            ):
+                rodas_dense(Z, Z_new, U, Q)
+            terminal, t_stop = False, t_new
+            if g is not None:
+                t_stop, terminal = accept_step(
+                    g, p, ev_dir, ev_term, g_old, t, t_new, t, h, Z, Q, Z_new, t_eval, save_steps,
+                    record, bufs, ks, work[0], g_work,
+                )  # fmt: skip
+            else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+                step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, Z, Q, Z_new)
+            counts[3] += 1
+            if terminal:
+                t = t_stop
+                status = TERMINATED
+                break
+            t = t_new
+            copy1(Z, Z_new)
+            sens(t, Z, P, F0)
+            counts[0] += 1
+            h_abs = abs(h) * pi_factor(en, err_prev, 4.0, rejected)
+            err_prev, rejected = max(en, 1e-4), False
+        if status != SUCCESS or not direction * (t - t_end) < 0.0:
             break
-        t_new = t + direction * min(h_abs, max_step)
-        if direction * (t_new - t_end) > 0.0:
-            t_new = t_end
-        h = t_new - t
-        if t_jac != t:
-            J, nf = aug_jacobian_and_ft(sens, jac, t, Z, F0, p, P, J, Ft, work[0], n)
-            counts[0] += nf
-            if B.shape[0] > 0:
-                lower_block(jvp, t, Z, P, V, JV, B, n)
-                counts[0] += n
-            counts[1] += 1
-            t_jac = t
-        M = factor(J, GAMMA * h, M, piv)
-        counts[2] += 1
-        last, bad = sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n)
-        counts[0] += last
-        if bad >= 0:
-            info[0], info[1], nonfinite = t + C[last] * h, bad, True
-            h_abs = abs(h) * 0.5
-            counts[4] += 1
-            rejected = True
-            continue
-        nonfinite = False
-        stage_state(Z, U, 5, Z_new)
-        for m in range(N):
-            Z_new[m] += U[5, m]
-        en = error_norm(U[5, :n_err], Z[:n_err], Z_new[:n_err], rtol, atol[:n_err])
-        if not (en <= 1.0):
-            h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-0.25))
-            counts[4] += 1
-            rejected = True
-            continue
-        k = ks[0]
-        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
-            rodas_dense(Z, Z_new, U, Q)
-        terminal, t_stop = False, t_new
-        if g is not None:
-            bufs, t_stop, terminal = accept_step(
-                g, p, ev_dir, ev_term, g_old, t, t_new, t, h, Z, Q, Z_new, t_eval, save_steps,
-                record, bufs, ks, work[0], g_work,
-            )  # fmt: skip
-        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
-            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, Z, Q, Z_new)
-        counts[3] += 1
-        if terminal:
-            t = t_stop
-            status = TERMINATED
-            break
-        t = t_new
-        copy1(Z, Z_new)
-        sens(t, Z, P, F0)
-        counts[0] += 1
-        h_abs = abs(h) * pi_factor(en, err_prev, 4.0, rejected)
-        err_prev, rejected = max(en, 1e-4), False
-    return finish_trace(status, info, counts, bufs, ks)
+        owners = make_room(owners, ks, save_steps, record, nev)
+        bufs = borrow_bufs(owners)
+    return finish_trace(status, info, counts, owners, ks_own)
 
 
 def run(fns, compiled, t_span, y0, p, tol, opts, t_eval, ev, sens, jvp, P, n_y, n_err):

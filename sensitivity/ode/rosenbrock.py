@@ -40,6 +40,7 @@ from sensitivity.ode.control import (
     STEP_TOO_SMALL,
     SUCCESS,
     TERMINATED,
+    borrow,
     copy1,
     error_norm,
     initial_step,
@@ -48,7 +49,15 @@ from sensitivity.ode.control import (
     pi_factor,
     rhs_at,
 )
-from sensitivity.ode.events import accept_step, finish_trace, new_trace, step_outputs
+from sensitivity.ode.events import (
+    accept_step,
+    borrow_bufs,
+    finish_trace,
+    has_room,
+    make_room,
+    new_trace,
+    step_outputs,
+)
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
 EPS = 2.220446049250313e-16
@@ -194,7 +203,8 @@ def rodas_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     nev = ev_dir.shape[0]
     g_old, g_work = np.empty(nev), np.empty(nev)
     Q = np.zeros((n, 3))
-    bufs, ks = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    owners, ks_own = new_trace(t0, y0, t_eval, save_steps, nev, 3)
+    bufs, ks = borrow_bufs(owners), borrow(ks_own)  # owners: only where they change
     rhs(t0, y, p, f0)
     if g is not None:  # a compile-time branch: None prunes the event code
         rhs_at(g, 0)(t0, y, p, g_old)
@@ -208,83 +218,93 @@ def rodas_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
     t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
     nonfinite = False
-    while direction * (t - t_end) < 0.0:
-        if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
-            status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
-            if status == STEP_TOO_SMALL and nonfinite:
-                status = NONFINITE  # info holds the t and component of the bad value
-            else:
-                info[0] = t
+    while True:  # again only after make_room: owners is not carried by the step loop
+        # (a tuple reassigned in a loop counts its nine references at every back edge)
+        while direction * (t - t_end) < 0.0 and has_room(bufs, ks, save_steps, record, nev):
+            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+                status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
+                if status == STEP_TOO_SMALL and nonfinite:
+                    status = NONFINITE  # info holds the t and component of the bad value
+                else:
+                    info[0] = t
+                break
+            t_new = t + direction * min(h_abs, max_step)
+            if direction * (t_new - t_end) > 0.0:
+                t_new = t_end
+            h = t_new - t
+            if t_jac != t:  # the exact Jacobian at the step's start (not a W-method)
+                J, nf = jacobian_and_ft(rhs, jac, t, y, f0, p, J, ft, work[0])
+                counts[0] += nf
+                counts[1] += 1
+                t_jac = t
+            M = factor(J, GAMMA * h, M, piv)
+            counts[2] += 1
+            last, bad = rodas_stages(rhs, t, y, f0, ft, h, M, piv, p, U, work)
+            counts[0] += last
+            if bad >= 0:  # non-finite f: halve; reported if the step then underflows
+                info[0], info[1], nonfinite = t + C[last] * h, bad, True
+                h_abs = abs(h) * 0.5
+                counts[4] += 1
+                rejected = True
+                continue
+            nonfinite = False
+            stage_state(y, U, 5, y_new)
+            for m in range(n):
+                y_new[m] += U[5, m]
+            en = error_norm(U[5], y, y_new, rtol, atol)
+            if not (en <= 1.0):
+                h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-0.25))
+                counts[4] += 1
+                rejected = True
+                continue
+            k = ks[0]
+            if (
+                record
+                or nev > 0
+                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
+            ):
+                rodas_dense(y, y_new, U, Q)
+            terminal, t_stop = False, t_new
+            if g is not None:
+                t_stop, terminal = accept_step(
+                    g,
+                    p,
+                    ev_dir,
+                    ev_term,
+                    g_old,
+                    t,
+                    t_new,
+                    t,
+                    h,
+                    y,
+                    Q,
+                    y_new,
+                    t_eval,
+                    save_steps,
+                    record,
+                    bufs,
+                    ks,
+                    work[0],
+                    g_work,
+                )
+            else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
+                step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
+            counts[3] += 1
+            if terminal:
+                t = t_stop
+                status = TERMINATED
+                break
+            t = t_new
+            copy1(y, y_new)
+            rhs(t, y, p, f0)
+            counts[0] += 1
+            h_abs = abs(h) * pi_factor(en, err_prev, 4.0, rejected)
+            err_prev, rejected = max(en, 1e-4), False
+        if status != SUCCESS or not direction * (t - t_end) < 0.0:
             break
-        t_new = t + direction * min(h_abs, max_step)
-        if direction * (t_new - t_end) > 0.0:
-            t_new = t_end
-        h = t_new - t
-        if t_jac != t:  # the exact Jacobian at the step's start (not a W-method)
-            J, nf = jacobian_and_ft(rhs, jac, t, y, f0, p, J, ft, work[0])
-            counts[0] += nf
-            counts[1] += 1
-            t_jac = t
-        M = factor(J, GAMMA * h, M, piv)
-        counts[2] += 1
-        last, bad = rodas_stages(rhs, t, y, f0, ft, h, M, piv, p, U, work)
-        counts[0] += last
-        if bad >= 0:  # non-finite f: halve; reported if the step then underflows
-            info[0], info[1], nonfinite = t + C[last] * h, bad, True
-            h_abs = abs(h) * 0.5
-            counts[4] += 1
-            rejected = True
-            continue
-        nonfinite = False
-        stage_state(y, U, 5, y_new)
-        for m in range(n):
-            y_new[m] += U[5, m]
-        en = error_norm(U[5], y, y_new, rtol, atol)
-        if not (en <= 1.0):
-            h_abs = abs(h) * max(MIN_FACTOR, SAFETY * en ** (-0.25))
-            counts[4] += 1
-            rejected = True
-            continue
-        k = ks[0]
-        if record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0):
-            rodas_dense(y, y_new, U, Q)
-        terminal, t_stop = False, t_new
-        if g is not None:
-            bufs, t_stop, terminal = accept_step(
-                g,
-                p,
-                ev_dir,
-                ev_term,
-                g_old,
-                t,
-                t_new,
-                t,
-                h,
-                y,
-                Q,
-                y_new,
-                t_eval,
-                save_steps,
-                record,
-                bufs,
-                ks,
-                work[0],
-                g_work,
-            )
-        else:  # no events (pruned at compile time): outputs inline, no buffer-tuple call
-            bufs = step_outputs(bufs, ks, save_steps, record, t_eval, t_new, t, h, y, Q, y_new)
-        counts[3] += 1
-        if terminal:
-            t = t_stop
-            status = TERMINATED
-            break
-        t = t_new
-        copy1(y, y_new)
-        rhs(t, y, p, f0)
-        counts[0] += 1
-        h_abs = abs(h) * pi_factor(en, err_prev, 4.0, rejected)
-        err_prev, rejected = max(en, 1e-4), False
-    return finish_trace(status, info, counts, bufs, ks)
+        owners = make_room(owners, ks, save_steps, record, nev)
+        bufs = borrow_bufs(owners)
+    return finish_trace(status, info, counts, owners, ks_own)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,8 @@ def adjoint_gradient(
             f"the discrete adjoint needs an explicit method whose interpolant "
             f"uses only its own stages (Tsit5, DP5), or BDF; got {method!r}"
         )
+    if isinstance(meth, BDF):  # the adjoint differentiates exactly solved correctors
+        meth = meth.exact_corrector()
     if checkpoints is not None or memory_budget is not None:
         limits = dc.check_args(checkpoints, memory_budget)
         return _checkpointed(prob, obj, meth, rtol, atol, p, y0, *limits)

@@ -173,7 +173,7 @@ def _accept_step(
     rec = _LOCAL.active[-1]
     rec.step(t_new, y_new if rec.D is None else rec.D)
     emit_t_eval(t_eval, ks, t_new, t_a, h, ya, Q, bufs[0], bufs[1])
-    return bufs, t_new, False
+    return t_new, False
 
 
 def _record_step(bufs, ks, t_end, h, ya, Q, y_new):
@@ -181,7 +181,6 @@ def _record_step(bufs, ks, t_end, h, ya, Q, y_new):
     loop without events records here instead of in :func:`_accept_step`)."""
     rec = _LOCAL.active[-1]
     rec.step(t_end, y_new if rec.D is None else rec.D)
-    return bufs
 
 
 def _rk_stages(rhs, t, y, p, h, A, c, K, ytmp, i0, i1):
@@ -259,11 +258,9 @@ def forward_bdf(sv, p, y0, snapshots, budget):
         jac = prob.jac_kernel
     twin = python_twin(bdf.bdf_solve, over)
     meth = sv.method
-    # [..., n_y, n_err] = 0 (no sensitivities), then the dense band [-1, -1]: the twin's LU
-    # is dense, or a Python-level override for patterned problems (linsolve.workspace)
-    opts = linsolve.with_band(
-        np.concatenate([sv.opts, [float(meth.max_order), float(meth.min_order), 0.0, 0.0]])
-    )
+    # [..., n_y, n_err] = 0 (no sensitivities), nls_coef, then the dense band [-1, -1]: the
+    # twin's LU is dense, or a Python-level override for patterned problems (linsolve.workspace)
+    opts = linsolve.with_band(np.concatenate([sv.opts, meth.extra_opts(0, 0)]))
     rhs = prob.rhs_kernel
     args = (sv.t_span, y0, p, sv.tol, opts, sv.t_eval, *sv.ev, p)
     trace = _forward(rec, lambda: twin((rhs, jac, rhs), None, *args))
