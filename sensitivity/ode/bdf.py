@@ -253,14 +253,20 @@ def newton(rhs, t_new, y_pred, c, psi, M, piv, scale, p, tol, crate, strict, y, 
 
 
 @jit(twin=True)
-def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n, tol):
+def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n, tol, srate=-1.0):
     """Staggered corrector of the sensitivities (CVODES' staggered method).
 
     With y converged in ``Y[:n]``, solve the linear BDF equations of the sensitivities
     ``S = Y[n:]`` (row-major (n, K)), ``(I - c J) d_S = c (J S_pred + f_p) - psi_S`` by
     iterating ``d_S += M^-1 (c (J S + f_p) - psi_S - d_S)`` with the factorised Newton
     matrix ``M``; ``J S + f_p`` comes from one dual evaluation ``sens`` per iteration. With
-    a current J one iteration solves it; a stale J needs a few. Returns (converged, evals).
+    a current J one iteration solves it; a stale J needs a few. Returns (converged, evals,
+    srate).
+
+    ``srate`` >= 0: the iteration's rate estimate carried between steps, as :func:`newton`
+    carries ``crate`` (CVODES keeps one for the sensitivities too): one iteration whose
+    correction times ``min(1, 1.5 srate)`` is below ``tol`` converges. Negative (TR-BDF2,
+    BDF with ``nls_coef = 0``): the rate of the current step only, as y's strict test.
     """
     N = Y.shape[0]
     K = (N - n) // n
@@ -285,18 +291,22 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
             d[i] += dY[i]
         norm = np.sqrt(acc / (N - n))
         if not np.isfinite(norm):
-            return False, it + 1
+            return False, it + 1, srate
         if norm == 0.0:
-            return True, it + 1
+            return True, it + 1, srate
         # linear iteration: the remaining error is about rate / (1 - rate) * norm
         rate = norm / old if old > 0.0 else 0.0
         if rate >= 0.9:
-            return False, it + 1  # too slow with this (stale) J: the caller renews it
-        # the test of y's Newton iteration (as CVODES does for the sensitivities)
-        if (old > 0.0 and rate / (1.0 - rate) * norm <= tol) or norm <= 1e-3 * tol:
-            return True, it + 1
+            return False, it + 1, srate  # too slow with this (stale) J: the caller renews it
+        if srate >= 0.0:  # y's test (as CVODES does for the sensitivities)
+            if old > 0.0:
+                srate = max(CRATE_DOWN * srate, rate)
+            if norm * min(1.0, 1.5 * srate) <= tol:
+                return True, it + 1, srate
+        elif (old > 0.0 and rate / (1.0 - rate) * norm <= tol) or norm <= 1e-3 * tol:
+            return True, it + 1, srate
         old = norm
-    return False, SENS_MAXITER
+    return False, SENS_MAXITER, srate
 
 
 @jit()
@@ -401,7 +411,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     J = new_jacobian(jac, t0, y0[:n], p, J)
     counts[1] = 1
     current_jac, lu_valid, order, n_equal, t = True, False, 1, 0, t0
-    crate, jac_age = CRATE_NEW_J, 0
+    crate, srate, jac_age = CRATE_NEW_J, CRATE_NEW_J, 0  # y's and the sensitivities' rates
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
     while True:  # again only after make_room: owners is not carried by the step loop
         # (a tuple reassigned in a loop counts its nine references at every back edge)
@@ -437,7 +447,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
                     # a new matrix converges at an unknown rate: with the old estimate kept
                     # across a step-size change, a stale J once passed a corrector 1e14
                     # tolerances off (Robertson, rtol 1e-3); CVODE resets it here too
-                    crate = CRATE_NEW_J
+                    crate = srate = CRATE_NEW_J
                     M = factor(J, c, M, piv)
                     counts[2] += 1
                     lu_valid = True
@@ -461,8 +471,23 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
                 )
                 counts[0] += n_iter
                 if ok and n < N:
-                    ok, n_iter = sens_corrector(
-                        sens, t_new, y, y_pred, c, psi, M, piv, scale, P, d, f, dy, n, newton_tol
+                    ok, n_iter, srate = sens_corrector(
+                        sens,
+                        t_new,
+                        y,
+                        y_pred,
+                        c,
+                        psi,
+                        M,
+                        piv,
+                        scale,
+                        P,
+                        d,
+                        f,
+                        dy,
+                        n,
+                        newton_tol if strict else max(newton_tol, nls_coef / ERROR_CONST[order]),
+                        -1.0 if strict else srate,
                     )
                     counts[0] += n_iter
                 if ok or current_jac or bad >= 0:

@@ -189,7 +189,8 @@ def stage_sens(sens, t, z, base, dh, M, piv, scale, P, tol, work, f, n):
     psi, d, dz = work[6], work[7], work[5]
     for i in range(n, z.shape[0]):
         psi[i] = z[i] - base[i]
-    return sens_corrector(sens, t, z, z, dh, psi, M, piv, scale, P, d, f, dz, n, tol)
+    ok, evals, _ = sens_corrector(sens, t, z, z, dh, psi, M, piv, scale, P, d, f, dz, n, tol)
+    return ok, evals
 
 
 @jit(twin=True)
