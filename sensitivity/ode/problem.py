@@ -245,7 +245,13 @@ class ODEProblem:
         return out
 
     def jacobian(self, t, y, p=None):
-        """Return df/dy at (t, y): csr_matrix (n, n) if a pattern is known, else ndarray."""
+        """Return df/dy at (t, y): csr_matrix (n, n) if a pattern is known, else ndarray.
+
+        The sparse result shares ``jac_sparsity``'s index arrays, read-only: its methods
+        that change the structure in place (``eliminate_zeros``, ``sort_indices``, ...)
+        copy them first; write into ``.data`` freely, and ``.copy()`` before writing
+        into ``.indices`` yourself.
+        """
         t, y, p = self._args(t, y, p)
         if self.jac_sparsity is not None:
             return self._sparse(t, y, p, self.jac_sparsity, self.jac_colors, "sparse_jac")
