@@ -404,6 +404,16 @@ def latency():
         )
 
 
+def vs_numbalsoda(label, rows, ours, method):  # pragma: no cover - optional peer
+    """Print ours / numbalsoda ``method`` with solve() and with a reused Solver."""
+    nb = rows[f"numbalsoda {method}"][0]
+    one_shot, reused = rows[ours][0], rows[f"{ours} (Solver reused)"][0]
+    print(
+        f"  {label}: ours / numbalsoda {method} = {one_shot / nb:.2f} with solve(), "
+        f"{reused / nb:.2f} with a reused Solver (target <= 1.5)"
+    )
+
+
 def main():
     quick = "--quick" in sys.argv
     repeat = 5 if quick else 20
@@ -415,12 +425,7 @@ def main():
     ours = lv["sensitivity Tsit5"][0]
     print(f"  LV: scipy RK45 / ours = {lv['scipy RK45'][0] / ours:.0f}x (target >= 300x)")
     if "numbalsoda DOP853" in lv:  # pragma: no cover
-        nb = lv["numbalsoda DOP853"][0]
-        reused = lv["sensitivity Tsit5 (Solver reused)"][0]
-        print(
-            f"  LV: ours / numbalsoda DOP853 = {ours / nb:.2f} with solve(), "
-            f"{reused / nb:.2f} with a reused Solver (target <= 1.5)"
-        )
+        vs_numbalsoda("LV", lv, "sensitivity Tsit5", "DOP853")
     else:
         print(
             "  numbalsoda is not installed (its build needs a Fortran compiler); issue 4 measured "
@@ -430,12 +435,7 @@ def main():
     ours = rb["sensitivity BDF"][0]
     print(f"  Robertson: scipy BDF / ours = {rb['scipy BDF'][0] / ours:.0f}x (target >= 100x)")
     if "numbalsoda LSODA" in rb:  # pragma: no cover
-        nb = rb["numbalsoda LSODA"][0]
-        reused = rb["sensitivity BDF (Solver reused)"][0]
-        print(
-            f"  Robertson: ours / numbalsoda LSODA = {ours / nb:.2f} with solve(), "
-            f"{reused / nb:.2f} with a reused Solver (target <= 1.5)"
-        )
+        vs_numbalsoda("Robertson", rb, "sensitivity BDF", "LSODA")
     else:
         print(
             f"  Robertson: ours / 0.19 ms (issue's numbalsoda LSODA) = {ours / 1.9e-4:.1f}"

@@ -181,9 +181,10 @@ def borrow_bufs(bufs):
     """The buffer tuple of :func:`new_trace` as borrowed views (:func:`borrow`).
 
     The step loops work on these and keep the owning tuple only where it changes
-    (:func:`make_room`, :func:`accept_step`) and for :func:`finish_trace`: each copy of the
-    owning tuple into an inlined helper counts nine references up and down, atomically,
-    which was about a fifth of a small BDF solve (Robertson) when done every step.
+    (:func:`make_room`, outside the step loop) and for :func:`finish_trace`: each copy of
+    the owning tuple into an inlined helper, and each reassignment in the step loop, counts
+    nine references up and down, atomically, which was about a fifth of a small BDF solve
+    (Robertson) when done every step.
     """
     return (
         borrow(bufs[0]),

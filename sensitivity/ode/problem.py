@@ -397,23 +397,16 @@ def _share_structure(base, name):
     return type(name, (base,), attrs)
 
 
-_SHARED = {}  # scipy's CSR class -> its copy-on-write subclass, made on first use
-_SHARED_NAMES = {"SharedPatternCSRMatrix": "csr_matrix", "SharedPatternCSRArray": "csr_array"}
-
-
-def _shared_class(base):
-    """The copy-on-write subclass of ``base`` (csr_matrix or csr_array), or None."""
-    if base not in _SHARED:
-        names = {getattr(sp, b): name for name, b in _SHARED_NAMES.items()}
-        _SHARED[base] = _share_structure(base, names[base]) if base in names else None
-    return _SHARED[base]
+_SHARED = []  # the copy-on-write subclass of csr_matrix, made on first use
 
 
 def __getattr__(name):
-    """The shared-pattern classes by name, so that results pickle (scipy.sparse loads
-    lazily, so they are made on first use)."""
-    if name in _SHARED_NAMES:
-        return _shared_class(getattr(sp, _SHARED_NAMES[name]))
+    """``SharedPatternCSRMatrix``, made on first use (scipy.sparse loads lazily); a module
+    attribute, so that the results pickle."""
+    if name == "SharedPatternCSRMatrix":
+        if not _SHARED:
+            _SHARED.append(_share_structure(sp.csr_matrix, name))
+        return _SHARED[0]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -426,10 +419,7 @@ def _csr_like(S, data):
     evaluations of f (n = 10^4). The result therefore shares ``S``'s index arrays, made
     read-only; the structure-changing methods copy them first (:func:`_share_structure`).
     """
-    cls = _shared_class(type(S))
-    M = sp.csr_matrix.__new__(cls or type(S))
-    M.__dict__.update(S.__dict__)
+    M = sp.csr_matrix.__new__(__getattr__("SharedPatternCSRMatrix"))
+    M.__dict__.update(S.__dict__)  # S is a csr_matrix (sensitivity.ad.sparsity.as_pattern)
     M.data = data
-    if cls is None:  # not scipy's own class: no copy-on-write methods, so copy
-        M.indices, M.indptr = S.indices.copy(), S.indptr.copy()
     return M
