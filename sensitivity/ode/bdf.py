@@ -270,7 +270,7 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
     """
     N = Y.shape[0]
     K = (N - n) // n
-    r = np.empty(n)
+    r = dY[:n]  # scratch: y's part of dY is free once y has converged (no allocation)
     for i in range(n, N):
         d[i] = 0.0
         Y[i] = Y_pred[i]
