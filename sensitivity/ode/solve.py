@@ -36,7 +36,7 @@ from sensitivity.ode.control import (
     python_twin,
     sorted_along,
 )
-from sensitivity.ode.events import no_events
+from sensitivity.ode.events import no_events, unpack_extra
 from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
 
 
@@ -270,8 +270,11 @@ def _method(prob, method):
 
 
 def _finite(x):
-    """True if every entry of the float array ``x`` is finite (one reduction, no temporary)."""
-    return math.isfinite(x.sum()) or bool(np.isfinite(x).all())  # sum may overflow: recheck
+    """True if every entry of the 1-D float array ``x`` is finite: one sum (tiny arrays, as
+    Python floats: numpy's reductions cost a microsecond of overhead) or one dot product,
+    no temporary; a sum that overflows is rechecked entry by entry."""
+    s = sum(x.tolist()) if x.size <= 16 else x.dot(x)
+    return math.isfinite(s) or bool(np.isfinite(x).all())
 
 
 def _check_prob(prob):
@@ -286,10 +289,11 @@ def _check_prob(prob):
         raise ValueError("prob.y0 must be finite")
     if p.ndim != 1 or not _finite(p):
         raise ValueError("prob.p must be a finite 1-D array")
-    t0, t1 = (float(v) for v in prob.t_span)
+    t_span = np.array(prob.t_span, dtype=np.float64)
+    t0, t1 = t_span.tolist() if t_span.shape == (2,) else (0.0, 0.0)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"prob.t_span must be two distinct finite times, got {prob.t_span}")
-    return y0, p, np.array([t0, t1])
+    return y0, p, t_span
 
 
 def _check_tolerances(rtol, atol, n):
@@ -300,7 +304,7 @@ def _check_tolerances(rtol, atol, n):
         raise ValueError(f"rtol must be >= 100 eps = {100 * EPS:.3g}, got {rtol}")
     tol = np.empty(n + 1)
     tol[0] = rtol
-    if np.ndim(atol) == 0:
+    if isinstance(atol, (float, int)) or np.ndim(atol) == 0:
         a = float(atol)
         if not (a > 0.0 and math.isfinite(a)):
             raise ValueError(f"atol must be positive and finite, got {a}")
@@ -323,19 +327,20 @@ def _check_t_eval(t_eval, t_span):
         raise ValueError(f"t_eval must be 1-D, got shape {te.shape}")
     if te.size == 0:
         return te, False
-    forward = t_span[1] > t_span[0]
+    t0, t1 = t_span.tolist()
+    forward = t1 > t0
     if not sorted_along(te, 1.0 if forward else -1.0):  # NaN fails too
         raise ValueError("t_eval must be sorted in the direction of integration")
-    first, last = (te[0], te[-1]) if forward else (te[-1], te[0])
-    lo, hi = (t_span[0], t_span[1]) if forward else (t_span[1], t_span[0])
+    first, last = (te.item(0), te.item(-1)) if forward else (te.item(-1), te.item(0))
+    lo, hi = (t0, t1) if forward else (t1, t0)
     if not (lo <= first and last <= hi):  # NaN fails too
-        raise ValueError(f"t_eval must lie within t_span = [{t_span[0]}, {t_span[1]}]")
+        raise ValueError(f"t_eval must lie within t_span = [{t0}, {t1}]")
     return te, False
 
 
 def _check_steps(first_step, max_step, max_steps):
     fs = 0.0 if first_step is None else float(first_step)
-    if first_step is not None and not (fs > 0.0 and np.isfinite(fs)):
+    if first_step is not None and not (fs > 0.0 and math.isfinite(fs)):
         raise ValueError(f"first_step must be positive and finite, got {first_step}")
     if not float(max_step) > 0.0:
         raise ValueError(f"max_step must be positive, got {max_step}")
@@ -345,7 +350,16 @@ def _check_steps(first_step, max_step, max_steps):
 
 
 def _check_rhs_at_start(rhs, t0, y0, p):
-    """Evaluate the right-hand side once in Python, so that errors name the cause."""
+    """Evaluate the right-hand side once in Python, so that errors name the cause.
+
+    A compiled right-hand side is a pure function of its arguments (numba freezes globals),
+    so the last point that passed is remembered on it: repeated solves of one problem skip
+    the call (a microsecond or two of dispatch).
+    """
+    key = (t0, y0.tobytes(), p.tobytes())
+    compiled = isinstance(rhs, Dispatcher)
+    if compiled and getattr(rhs, "_sensitivity_checked", None) == key:
+        return
     dydt = np.zeros(y0.size)
     try:
         rhs(t0, y0.copy(), p, dydt)
@@ -357,6 +371,8 @@ def _check_rhs_at_start(rhs, t0, y0, p):
             f"the right-hand side returned a non-finite value at t = {t0:.17g} in component "
             f"{bad[0]} (y0 and p are finite)"
         )
+    if compiled:
+        rhs._sensitivity_checked = key
 
 
 def _functions(prob, method, events, compiled, band=None):
@@ -389,11 +405,16 @@ def _functions(prob, method, events, compiled, band=None):
     return np.array(addr, dtype=np.int64), g_addr
 
 
+_NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (the kernels only read them)
+_NUMBA = isinstance(bdf.bdf_solve, Dispatcher)  # any module-level kernel: False without numba
+
+
 def _is_compiled(prob, events):
-    funcs = [prob.rhs_kernel] + ([events.g] if events is not None else [])
-    kernels = isinstance(bdf.bdf_solve, Dispatcher)  # any module-level kernel: False without numba
     return (
-        kernels and getattr(prob, "compile", True) and all(isinstance(f, Dispatcher) for f in funcs)
+        _NUMBA
+        and getattr(prob, "compile", True)
+        and isinstance(prob.rhs_kernel, Dispatcher)
+        and (events is None or isinstance(events.g, Dispatcher))
     )
 
 
@@ -490,8 +511,7 @@ class Solver:
         self.compiled = _is_compiled(prob, events)
         self.band = linsolve.band(prob) if self.compiled else None  # stiff methods' LU
         _check_rhs_at_start(prob.rhs_kernel, self.t_span[0], self.y0, self.p)
-        empty = np.zeros(0, np.int64)
-        self.ev = (events.direction, events.terminal) if events is not None else (empty, empty)
+        self.ev = (events.direction, events.terminal) if events is not None else _NO_EVENTS
         self._fns = {}
 
     def __call__(self, p=None, y0=None):
@@ -539,23 +559,24 @@ def _check_vector(x, size, name):
     return x
 
 
-_STATS = ("nfev", "njev", "nlu", "nsteps", "nreject")
-
-
 def _solution(trace, meth, dense, events, max_steps):
-    status, info, counts, t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = trace
+    status, info, t_out, y_out, extra = trace
+    ev_k = ev_t = ev_y = seg = None
+    if events is not None or dense:  # most solves skip the unpacking
+        ev_k, ev_t, ev_y, *seg = unpack_extra(extra, y_out.shape[1])
     if status == SUCCESS:  # the common case, no message to format (a microsecond per solve)
         message = MESSAGES[SUCCESS]
     else:
         t_msg = ev_t[-1] if status == TERMINATED else info[0]
         message = MESSAGES[status].format(t=t_msg, i=int(info[1]), max_steps=max_steps)
-    stats = dict(zip(_STATS, counts.tolist()))
-    if events is None:
-        t_events, y_events = [], []
-    else:
+    c = info.tolist()
+    stats = {"nfev": int(c[2]), "njev": int(c[3]), "nlu": int(c[4]), "nsteps": int(c[5])}
+    stats["nreject"] = int(c[6])
+    t_events, y_events = [], []
+    if events is not None:
         t_events = [ev_t[ev_k == k] for k in range(events.n)]
         y_events = [ev_y[ev_k == k] for k in range(events.n)]
-    segments = (seg_t, seg_h, seg_y, seg_Q, meth.anchor_at_end) if dense else None
+    segments = (*seg, meth.anchor_at_end) if dense else None
     return Solution(t_out, y_out, status >= 0, status, message, stats, t_events, y_events, segments)
 
 
