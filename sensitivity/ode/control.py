@@ -43,6 +43,8 @@ MIN_FACTOR = 0.2  # largest shrink per step (Hairer's facl = 5)
 MAX_FACTOR = 10.0  # largest growth per step (Hairer's facr = 0.1)
 BETA1 = 0.7  # PI gains of Gustafsson (1991), as in Hairer-Wanner (2.43c)
 BETA2 = 0.4
+ERR_FLOOR = 1e-4  # errors below count as this in the controller's memory
+LOG_ERR_FLOOR = math.log(ERR_FLOOR)
 
 # Status codes shared by all steppers (0 = reached t_end, 1 = terminal event).
 SUCCESS, TERMINATED, STEP_TOO_SMALL, MAX_STEPS, NONFINITE, NEWTON_FAILED = 0, 1, -1, -2, -3, -4
@@ -303,18 +305,26 @@ def error_norm(err, y, y_new, rtol, atol):
 
 
 @jit(inline=True)
-def pi_factor(err, err_prev, k, rejected):
-    """Return the step-size factor of the PI controller for error order ``k - 1``."""
+def pi_factor(err, log_prev, k, rejected):
+    """Return ``(factor, log_next)``: the step-size factor of the PI controller for error
+    order ``k - 1``, given ``log_prev = log(max(err_prev, ERR_FLOOR))``, and that log for
+    this step's ``err``, which the next step passes back.
+
+    One exp and one log per step (carrying the log, not the error) instead of two pow
+    calls: the transcendental functions were ~8% of a small explicit step.
+    """
+    log_next = LOG_ERR_FLOOR
     if err == 0.0:
         fac = MAX_FACTOR
     else:
-        # one exp and two logs instead of two pow calls: 31 vs 46 ns, ~8% of a small
-        # explicit step (err_prev >= 1e-4 > 0, and err > 0 here)
-        fac = SAFETY * math.exp((BETA2 * math.log(err_prev) - BETA1 * math.log(err)) / k)
+        lg = math.log(err)  # err > 0 here
+        if err >= ERR_FLOOR:
+            log_next = lg
+        fac = SAFETY * math.exp((BETA2 * log_prev - BETA1 * lg) / k)
     fac = min(MAX_FACTOR, max(MIN_FACTOR, fac))
     if rejected and fac > 1.0:
         fac = 1.0
-    return fac
+    return fac, log_next
 
 
 @jit()

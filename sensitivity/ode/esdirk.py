@@ -43,6 +43,7 @@ import numpy as np
 from sensitivity.ode import linsolve
 from sensitivity.ode.bdf import sens_corrector, set_scale, wrms
 from sensitivity.ode.control import (
+    LOG_ERR_FLOOR,
     MAX_STEPS,
     MIN_FACTOR,
     NEWTON_FAILED,
@@ -247,7 +248,7 @@ def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     J, M, piv = workspace(n, opts)  # dense or banded (opts[-2:], see linsolve)
     J = new_jacobian(jac, t0, y[:n], p, J)
     counts[1] = 1
-    t, h_lu, current_jac, err_prev, rejected = t0, 0.0, True, 1e-4, False
+    t, h_lu, current_jac, log_prev, rejected = t0, 0.0, True, LOG_ERR_FLOOR, False
     status, why = SUCCESS, 0  # why: 1 Newton failure, 2 non-finite f
     while True:  # again only after make_room: owners is not carried by the step loop
         # (a tuple reassigned in a loop counts its nine references at every back edge)
@@ -338,8 +339,8 @@ def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
             t = t_new
             copy1(y, y_new)
             copy1(f0, f_new)
-            fac = pi_factor(en, err_prev, 3.0, rejected)
-            err_prev, rejected = max(en, 1e-4), False
+            fac, log_prev = pi_factor(en, log_prev, 3.0, rejected)
+            rejected = False
             if not (1.0 <= fac <= KEEP_STEP):
                 h_abs = abs(h) * fac
         if status != SUCCESS or not direction * (t - t_end) < 0.0:

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from sensitivity.ode.control import (
+    LOG_ERR_FLOOR,
     MAX_STEPS,
     MIN_FACTOR,
     NONFINITE,
@@ -174,7 +175,7 @@ def rk_kernel(A, b, c, e, e3, P):
                 rhs, t0, y, K[0], p, direction, opts[5], rtol, atol, max_step, ytmp, y_new
             )
             counts[0] += 1
-        t, err_prev, rejected = t0, 1e-4, False
+        t, log_prev, rejected = t0, LOG_ERR_FLOOR, False
         while True:  # again only after make_room: owners is not carried by the step loop
             # (a tuple reassigned in a loop counts its nine references at every back edge)
             while direction * (t - t_end) < 0.0 and has_room(
@@ -258,8 +259,8 @@ def rk_kernel(A, b, c, e, e3, P):
                     counts[0] += 1
                 t = t_new
                 copy1(y, y_new)
-                h_abs = abs(h) * pi_factor(en, err_prev, k_ctrl, rejected)
-                err_prev, rejected = max(en, 1e-4), False
+                fac, log_prev = pi_factor(en, log_prev, k_ctrl, rejected)
+                h_abs, rejected = abs(h) * fac, False
             if status != SUCCESS or not direction * (t - t_end) < 0.0:
                 break
             owners = make_room(owners, ks, save_steps, record, ev_dir.shape[0])

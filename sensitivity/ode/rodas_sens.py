@@ -35,6 +35,7 @@ import numba
 import numpy as np
 
 from sensitivity.ode.control import (
+    LOG_ERR_FLOOR,
     MAX_STEPS,
     MIN_FACTOR,
     NONFINITE,
@@ -198,7 +199,7 @@ def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, 
         )  # fmt: skip
         counts[0] += 1
     J, M, piv = workspace(n, opts)  # dense: run() appends the dense band [-1, -1]
-    t, t_jac, err_prev, rejected, status = t0, np.nan, 1e-4, False, SUCCESS
+    t, t_jac, log_prev, rejected, status = t0, np.nan, LOG_ERR_FLOOR, False, SUCCESS
     nonfinite = False
     while True:  # again only after make_room: owners is not carried by the step loop
         # (a tuple reassigned in a loop counts its nine references at every back edge)
@@ -266,8 +267,8 @@ def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, 
             copy1(Z, Z_new)
             sens(t, Z, P, F0)
             counts[0] += 1
-            h_abs = abs(h) * pi_factor(en, err_prev, 4.0, rejected)
-            err_prev, rejected = max(en, 1e-4), False
+            fac, log_prev = pi_factor(en, log_prev, 4.0, rejected)
+            h_abs, rejected = abs(h) * fac, False
         if status != SUCCESS or not direction * (t - t_end) < 0.0:
             break
         owners = make_room(owners, ks, save_steps, record, nev)

@@ -278,22 +278,22 @@ def _finite(x):
 
 
 def _check_prob(prob):
-    for name in ("f", "y0", "p", "t_span", "rhs_kernel"):
-        if not hasattr(prob, name):
-            raise TypeError(f"prob must be an ODEProblem (missing attribute {name!r})")
-    y0 = np.ascontiguousarray(prob.y0, dtype=np.float64)
-    p = np.ascontiguousarray(prob.p, dtype=np.float64)
+    try:
+        y0, p, t_span, _, _ = prob.y0, prob.p, prob.t_span, prob.f, prob.rhs_kernel
+    except AttributeError as exc:
+        raise TypeError(f"prob must be an ODEProblem (missing attribute {exc.name!r})") from None
+    y0 = np.ascontiguousarray(y0, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)
     if y0.ndim != 1 or y0.size == 0:
         raise ValueError(f"prob.y0 must be a non-empty 1-D array, got shape {y0.shape}")
     if not _finite(y0):
         raise ValueError("prob.y0 must be finite")
     if p.ndim != 1 or not _finite(p):
         raise ValueError("prob.p must be a finite 1-D array")
-    t_span = np.array(prob.t_span, dtype=np.float64)
-    t0, t1 = t_span.tolist() if t_span.shape == (2,) else (0.0, 0.0)
+    t0, t1 = map(float, t_span) if len(t_span) == 2 else (0.0, 0.0)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"prob.t_span must be two distinct finite times, got {prob.t_span}")
-    return y0, p, t_span
+    return y0, p, np.array([t0, t1])
 
 
 def _check_tolerances(rtol, atol, n):
@@ -393,6 +393,11 @@ def _functions(prob, method, events, compiled, band=None):
         raise ValueError("prob.jac_kernel is required by the stiff methods but is None")
     if not compiled:
         return (rhs, jac), (None if g is None else (g,))
+    # kept on the right-hand side, like its addresses (a microsecond per solve() otherwise)
+    memo = rhs.__dict__.setdefault("_sensitivity_fns", {})
+    key = (id(jac), id(g))
+    if key in memo and memo[key][0] is jac and memo[key][1] is g:
+        return memo[key][2]
     sigs = [(rhs, RHS_SIG)] + ([(jac, JAC_SIG)] if jac is not None else [])
     try:
         addr = [a for func, sig in sigs for a in addresses(func, sig)]
@@ -402,7 +407,10 @@ def _functions(prob, method, events, compiled, band=None):
             "could not compile the right-hand side, Jacobian or event function with numba "
             f"for float64 arrays ({exc}); ODEProblem(..., compile=False) runs plain Python"
         ) from exc
-    return np.array(addr, dtype=np.int64), g_addr
+    if len(memo) > 16:
+        memo.clear()
+    memo[key] = (jac, g, (np.array(addr, dtype=np.int64), g_addr))
+    return memo[key][2]
 
 
 _NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (the kernels only read them)
@@ -471,8 +479,18 @@ def solve(
         On invalid arguments (naming the argument), a right-hand side that raises or is
         non-finite at the start, or one numba cannot compile.
     """
-    kwargs = dict(events=events, dense=dense, first_step=first_step, max_step=max_step)
-    return Solver(prob, method, t_eval, rtol, atol, max_steps=max_steps, **kwargs)()
+    return Solver(
+        prob,
+        method,
+        t_eval,
+        rtol,
+        atol,
+        events=events,
+        dense=dense,
+        first_step=first_step,
+        max_step=max_step,
+        max_steps=max_steps,
+    )()
 
 
 class Solver:
@@ -531,12 +549,21 @@ class Solver:
 
     def _run(self, meth, p, y0, opts):
         """Run one method's kernel and wrap its trace into a :class:`Solution`."""
+        setup = self._fns.get(id(meth))
+        if setup is None:  # once per method: the kernels' function arguments and LU choice
+            setup = self._fns[id(meth)] = self._setup(meth)
+        fns, kwargs = setup
+        trace = meth.run(
+            fns, self.compiled, self.t_span, y0, p, self.tol, opts, self.t_eval, self.ev, **kwargs
+        )
+        return _solution(trace, meth, self.dense, self.events, int(opts[2]))
+
+    def _setup(self, meth):
+        """``(fns, kwargs)`` of ``meth.run``: the functions, and how a stiff method solves."""
         prob, events = self.prob, self.events
         stiff = getattr(meth, "needs_jac", False)
         band = self.band if stiff else None
-        if id(meth) not in self._fns:
-            self._fns[id(meth)] = _functions(prob, meth, events, self.compiled, band)
-        fns, kwargs = self._fns[id(meth)], {}
+        fns, kwargs = _functions(prob, meth, events, self.compiled, band), {}
         if band is not None:  # compiled banded LU
             kwargs["band"] = band
         elif stiff and linsolve.sparse_lu(prob):
@@ -544,10 +571,7 @@ class Solver:
             kwargs["pattern"] = prob.jac_sparsity
             if not isinstance(fns[0], tuple):
                 fns = ((prob.rhs_kernel, None), None if events is None else (events.g,))
-        trace = meth.run(
-            fns, self.compiled, self.t_span, y0, p, self.tol, opts, self.t_eval, self.ev, **kwargs
-        )
-        return _solution(trace, meth, self.dense, events, int(opts[2]))
+        return fns, kwargs
 
 
 def _check_vector(x, size, name):
