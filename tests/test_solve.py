@@ -112,6 +112,44 @@ def test_not_a_problem_and_bad_events():
         Events(nan_at_start, n=0)
 
 
+def test_start_check_is_redone_when_p_or_y0_change_in_place():
+    # solve() remembers the last start point that passed per compiled rhs; a changed p
+    # (here made in place, so the arrays are the same objects) must be checked again
+    prob = lv()
+    assert solve(prob, "Tsit5").success
+    prob.p[0] = np.nan
+    with pytest.raises(ValueError, match="prob.p must be a finite"):
+        solve(prob, "Tsit5")
+    prob.p[0] = 1.5
+    prob.y0[0] = np.inf
+    with pytest.raises(ValueError, match="prob.y0 must be finite"):
+        solve(prob, "Tsit5")
+    prob.y0[0] = 2.0
+    prob.p[0] = 1e308  # finite, but f = p0 y0 - ... overflows to inf at the start
+    with pytest.raises(ValueError, match="non-finite value at t = 0"):
+        solve(prob, "Tsit5")
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "DP8", "BDF", "ESDIRK", "Rodas4"])
+@pytest.mark.parametrize("case", [dict(y0=(1e308, 1.0)), dict(p=(1e300, 1.0, 1.0, 1.0))])
+@pytest.mark.parametrize("compile", [True, False])
+def test_overflowing_scaled_slope_fails_cleanly(method, case, compile):
+    # f is finite at the start but |f| / (atol + rtol |y|) overflows: the starting step is 0.
+    # This once escaped as a ZeroDivisionError, or (a zero step at t = 0 being retried for
+    # ever) hung ESDIRK and Rodas4.
+    kw = dict(y0=(1.0, 1.0), p=(1.5, 1.0, 3.0, 1.0)) | case
+    prob = make_problem(
+        lotka_volterra, kw["y0"], (0.0, 10.0), kw["p"], lotka_volterra_jac, compile=compile
+    )
+    sol = solve(prob, method, max_steps=500)
+    assert not sol.success and sol.status < 0 and "at t = 0" in sol.message
+
+
+def test_stats_are_python_ints():
+    sol = solve(lv(), "Tsit5", t_eval=[5.0, 10.0])
+    assert all(type(v) is int for v in sol.stats.values()) and sol.stats["nsteps"] > 10
+
+
 def test_rhs_nonfinite_at_start_and_raising():
     with pytest.raises(ValueError, match=r"non-finite value at t = 0 in component 0"):
         solve(make_problem(nan_at_start, [1.0, 1.0], (0, 1), [0.0]))

@@ -60,6 +60,7 @@ from sensitivity.ode.control import (
     jac_at,
     jit,
     rhs_at,
+    step_too_small,
 )
 from sensitivity.ode.events import (
     accept_step,
@@ -416,7 +417,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
     while True:  # again only after make_room: owners is not carried by the step loop
         # (a tuple reassigned in a loop counts its nine references at every back edge)
         while direction * (t - t_end) < 0.0 and has_room(bufs, ks, save_steps, record, nev):
-            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+            if counts[3] >= max_steps or step_too_small(h_abs, t):
                 status = (
                     MAX_STEPS
                     if counts[3] >= max_steps

@@ -138,7 +138,10 @@ def jit(inline=False, twin=False, first_class=False):
         if NO_NUMBA:
             func.needs_twin = twin  # python_twin follows these through plain functions too
             return func
-        options = {"no_cfunc_wrapper": not first_class}
+        # numpy's error model: x / 0.0 gives inf or NaN, which the steps' finiteness tests
+        # turn into success=False with a message, instead of a ZeroDivisionError escaping
+        # from the kernel (and no zero test before every division)
+        options = {"no_cfunc_wrapper": not first_class, "error_model": "numpy"}
         disp = numba.njit(cache=True, inline="always" if inline else "never", **options)(func)
         disp.needs_twin = twin
         return disp
@@ -305,6 +308,13 @@ def error_norm(err, y, y_new, rtol, atol):
 
 
 @jit(inline=True)
+def step_too_small(h_abs, t):
+    """True if the step ``h_abs`` is below 10 eps |t|, zero or NaN (a zero step at t = 0
+    would otherwise be retried for ever, every attempt rejected)."""
+    return not (h_abs >= 10.0 * 2.220446049250313e-16 * abs(t) and h_abs > 0.0)  # 10 eps |t|
+
+
+@jit(inline=True)
 def pi_factor(err, log_prev, k, rejected):
     """Return ``(factor, log_next)``: the step-size factor of the PI controller for error
     order ``k - 1``, given ``log_prev = log(max(err_prev, ERR_FLOOR))``, and that log for
@@ -352,6 +362,8 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, rtol, atol, max_step, wor
     d0 = _rms_scaled(y0, y0, rtol, atol)
     d1 = _rms_scaled(f0, y0, rtol, atol)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    if not h0 > 0.0:  # f0 overflowed the scaled norm (d1 = inf): HNW's fallback; the step
+        h0 = 1e-6  # from d2 below is then 0, and the solve fails with a step underflow
     h0 = min(h0, max_step)
     _axpy(y0, direction * h0, f0, work)
     rhs(t0 + direction * h0, work, p, f1)

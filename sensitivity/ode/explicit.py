@@ -42,6 +42,7 @@ from sensitivity.ode.control import (
     jit,
     pi_factor,
     rhs_at,
+    step_too_small,
 )
 from sensitivity.ode.events import (
     accept_step,
@@ -181,7 +182,7 @@ def rk_kernel(A, b, c, e, e3, P):
             while direction * (t - t_end) < 0.0 and has_room(
                 bufs, ks, save_steps, record, ev_dir.shape[0]
             ):
-                if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+                if counts[3] >= max_steps or step_too_small(h_abs, t):
                     status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
                     info[0] = t
                     break

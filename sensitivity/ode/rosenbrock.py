@@ -49,6 +49,7 @@ from sensitivity.ode.control import (
     jit,
     pi_factor,
     rhs_at,
+    step_too_small,
 )
 from sensitivity.ode.events import (
     accept_step,
@@ -222,7 +223,7 @@ def rodas_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
     while True:  # again only after make_room: owners is not carried by the step loop
         # (a tuple reassigned in a loop counts its nine references at every back edge)
         while direction * (t - t_end) < 0.0 and has_room(bufs, ks, save_steps, record, nev):
-            if counts[3] >= max_steps or not (h_abs >= 10.0 * EPS * abs(t)):
+            if counts[3] >= max_steps or step_too_small(h_abs, t):
                 status = MAX_STEPS if counts[3] >= max_steps else STEP_TOO_SMALL
                 if status == STEP_TOO_SMALL and nonfinite:
                     status = NONFINITE  # info holds the t and component of the bad value

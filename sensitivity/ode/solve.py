@@ -216,8 +216,8 @@ MESSAGES = {
     SUCCESS: "The solver successfully reached the end of the integration interval.",
     TERMINATED: "A terminal event occurred at t = {t:.17g}.",
     STEP_TOO_SMALL: (
-        "Step size underflow at t = {t:.17g}: the step fell below 10 eps |t| (the problem "
-        "may be stiff or singular there; for stiffness try method='BDF')."
+        "Step size underflow at t = {t:.17g}: the step fell below 10 eps |t| or to zero (the "
+        "problem may be stiff or singular there; for stiffness try method='BDF')."
     ),
     MAX_STEPS: "max_steps = {max_steps} reached at t = {t:.17g} before the end of t_span.",
     NONFINITE: (
@@ -338,7 +338,8 @@ def _check_t_eval(t_eval, t_span):
     return te, False
 
 
-def _check_steps(first_step, max_step, max_steps):
+def _check_steps(first_step, max_step, max_steps, save_steps=False, dense=False):
+    """The kernels' opts ``[first_step (0 = auto), max_step, max_steps, save_steps, record]``."""
     fs = 0.0 if first_step is None else float(first_step)
     if first_step is not None and not (fs > 0.0 and math.isfinite(fs)):
         raise ValueError(f"first_step must be positive and finite, got {first_step}")
@@ -346,7 +347,7 @@ def _check_steps(first_step, max_step, max_steps):
         raise ValueError(f"max_step must be positive, got {max_step}")
     if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    return np.array([fs, float(max_step), float(max_steps), 0.0, 0.0])
+    return np.array([fs, float(max_step), float(max_steps), float(save_steps), float(dense)])
 
 
 def _check_rhs_at_start(rhs, t0, y0, p):
@@ -524,8 +525,7 @@ class Solver:
         self.auto = method == "auto" and self.method is METHODS["Tsit5"]
         self.tol = _check_tolerances(rtol, atol, self.y0.size)
         self.t_eval, save_steps = _check_t_eval(t_eval, self.t_span)
-        self.opts = _check_steps(first_step, max_step, max_steps)
-        self.opts[3], self.opts[4] = float(save_steps), float(dense)
+        self.opts = _check_steps(first_step, max_step, max_steps, save_steps, dense)
         self.compiled = _is_compiled(prob, events)
         self.band = linsolve.band(prob) if self.compiled else None  # stiff methods' LU
         _check_rhs_at_start(prob.rhs_kernel, self.t_span[0], self.y0, self.p)
