@@ -46,6 +46,7 @@ import numpy as np
 
 from sensitivity.ode import linsolve
 from sensitivity.ode.control import (
+    EPS,
     MAX_FACTOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -70,10 +71,10 @@ from sensitivity.ode.events import (
     make_room,
     new_trace,
     step_outputs,
+    wants_dense,
 )
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
-EPS = 2.220446049250313e-16
 MAX_ORDER = 5
 NEWTON_MAXITER = 4  # as ode15s: a slow Newton is cheaper to restart with a smaller step
 CRATE_NEW_J = 0.7  # the rate estimate after a refactorisation (LSODE's after a new J)
@@ -521,12 +522,7 @@ def bdf_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
             why, current_jac = 0, False
             jac_age += 1
             update_D(D, d, order)
-            k = ks[0]
-            if (
-                record
-                or nev > 0
-                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-            ):
+            if wants_dense(record, nev, t_eval, ks, direction, t_new):
                 bdf_dense(D, order, Q)  # only when someone reads the interpolant
             terminal, t_stop = False, t_new
             if g is not None:

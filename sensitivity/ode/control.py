@@ -43,6 +43,7 @@ MIN_FACTOR = 0.2  # largest shrink per step (Hairer's facl = 5)
 MAX_FACTOR = 10.0  # largest growth per step (Hairer's facr = 0.1)
 BETA1 = 0.7  # PI gains of Gustafsson (1991), as in Hairer-Wanner (2.43c)
 BETA2 = 0.4
+EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 ERR_FLOOR = 1e-4  # errors below count as this in the controller's memory
 LOG_ERR_FLOOR = math.log(ERR_FLOOR)
 
@@ -311,7 +312,7 @@ def error_norm(err, y, y_new, rtol, atol):
 def step_too_small(h_abs, t):
     """True if the step ``h_abs`` is below 10 eps |t|, zero or NaN (a zero step at t = 0
     would otherwise be retried for ever, every attempt rejected)."""
-    return not (h_abs >= 10.0 * 2.220446049250313e-16 * abs(t) and h_abs > 0.0)  # 10 eps |t|
+    return not (h_abs >= 10.0 * EPS * abs(t) and h_abs > 0.0)
 
 
 @jit(inline=True)

@@ -43,6 +43,7 @@ import numpy as np
 from sensitivity.ode import linsolve
 from sensitivity.ode.bdf import sens_corrector, set_scale, wrms
 from sensitivity.ode.control import (
+    EPS,
     LOG_ERR_FLOOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -70,10 +71,10 @@ from sensitivity.ode.events import (
     make_room,
     new_trace,
     step_outputs,
+    wants_dense,
 )
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
-EPS = 2.220446049250313e-16
 GAMMA = 2.0 - math.sqrt(2.0)
 D = GAMMA / 2.0
 W = math.sqrt(2.0) / 4.0
@@ -300,12 +301,7 @@ def esdirk_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, P):
                 rejected, why = True, 0
                 continue
             why, current_jac = 0, False
-            k = ks[0]
-            if (
-                record
-                or nev > 0
-                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-            ):
+            if wants_dense(record, nev, t_eval, ks, direction, t_new):
                 hermite(y, y_new, f0, f_new, h, Q)
             terminal, t_stop = False, t_new
             if g is not None:

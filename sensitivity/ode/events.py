@@ -166,21 +166,16 @@ def finish_trace(status, info, counts, bufs, ks):
     for j in range(ne):
         extra[o + j], extra[o + ne + j] = ev_k[j], ev_t[j]
     o += 2 * ne
-    # (the same packing as nested loops made Robertson's BDF solve 10% slower, a code-layout
-    # effect on the kernel that calls this once; keep the raveled slices)
-    o = _pack(extra, o, ev_y[:ne].ravel())
-    o = _pack(extra, o, seg_t[: nseg + 1])
-    o = _pack(extra, o, seg_h[:nseg])
-    o = _pack(extra, o, seg_y[:nseg].ravel())
-    _pack(extra, o, seg_Q[:nseg].ravel())
+    for x in (
+        ev_y[:ne].ravel(),
+        seg_t[: nseg + 1],
+        seg_h[:nseg],
+        seg_y[:nseg].ravel(),
+        seg_Q[:nseg].ravel(),
+    ):  # in the order of unpack_extra
+        copy1(extra[o:], x)
+        o += x.shape[0]
     return status, stats, t_out[:k], y_out[:k], extra
-
-
-@jit(inline=True)
-def _pack(extra, o, x):
-    for j in range(x.shape[0]):
-        extra[o + j] = x[j]
-    return o + x.shape[0]
 
 
 def unpack_extra(extra, n):
@@ -196,6 +191,14 @@ def unpack_extra(extra, n):
         o += size
     out[0] = out[0].astype(np.int64)
     return tuple(out)
+
+
+@jit(inline=True)
+def wants_dense(record, nev, t_eval, ks, direction, t_new):
+    """True if a step ending at ``t_new`` needs its interpolant: a dense record, events, or
+    a ``t_eval`` point it covers (the next unfilled one is ``t_eval[ks[0]]``)."""
+    k = ks[0]
+    return record or nev > 0 or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
 
 
 @jit(inline=True)

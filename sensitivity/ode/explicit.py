@@ -53,9 +53,8 @@ from sensitivity.ode.events import (
     make_room,
     new_trace,
     record_step,
+    wants_dense,
 )
-
-EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| are lost
 
 
 @jit(inline=True, twin=True)
@@ -209,12 +208,7 @@ def rk_kernel(A, b, c, e, e3, P):
                     rejected = True
                     counts[4] += 1
                     continue
-                k = ks[0]
-                dense = (
-                    record
-                    or ev_dir.shape[0] > 0
-                    or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-                )
+                dense = wants_dense(record, ev_dir.shape[0], t_eval, ks, direction, t_new)
                 if dense:  # only when someone reads the interpolant
                     rk_stages(rhs, t, y, p, h, A, c, K, ytmp, s, s_all)
                     counts[0] += s_all - s

@@ -64,6 +64,7 @@ from sensitivity.ode.events import (
     make_room,
     new_trace,
     step_outputs,
+    wants_dense,
 )
 from sensitivity.ode.linsolve import (
     factor,
@@ -244,12 +245,7 @@ def rodas_sens_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term, 
                 counts[4] += 1
                 rejected = True
                 continue
-            k = ks[0]
-            if (
-                record
-                or nev > 0
-                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-            ):
+            if wants_dense(record, nev, t_eval, ks, direction, t_new):
                 rodas_dense(Z, Z_new, U, Q)
             terminal, t_stop = False, t_new
             if g is not None:

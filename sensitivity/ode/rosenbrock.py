@@ -33,6 +33,7 @@ import numpy as np
 
 from sensitivity.ode import linsolve
 from sensitivity.ode.control import (
+    EPS,
     LOG_ERR_FLOOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -59,10 +60,10 @@ from sensitivity.ode.events import (
     make_room,
     new_trace,
     step_outputs,
+    wants_dense,
 )
 from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
 
-EPS = 2.220446049250313e-16
 GAMMA = 0.25
 C = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])  # stage times
 DT = np.array([0.25, -0.1043, 0.1035, -0.03620000000000023, 0.0, 0.0])  # d_i (f_t terms)
@@ -259,12 +260,7 @@ def rodas_solve(fns, g, t_span, y0, p, tol, opts, t_eval, ev_dir, ev_term):
                 counts[4] += 1
                 rejected = True
                 continue
-            k = ks[0]
-            if (
-                record
-                or nev > 0
-                or (k < t_eval.shape[0] and direction * (t_eval[k] - t_new) <= 0.0)
-            ):
+            if wants_dense(record, nev, t_eval, ks, direction, t_new):
                 rodas_dense(y, y_new, U, Q)
             terminal, t_stop = False, t_new
             if g is not None:

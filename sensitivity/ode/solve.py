@@ -396,9 +396,9 @@ def _functions(prob, method, events, compiled, band=None):
         return (rhs, jac), (None if g is None else (g,))
     # kept on the right-hand side, like its addresses (a microsecond per solve() otherwise)
     memo = rhs.__dict__.setdefault("_sensitivity_fns", {})
-    key = (id(jac), id(g))
-    if key in memo and memo[key][0] is jac and memo[key][1] is g:
-        return memo[key][2]
+    key = (jac, g)  # the functions themselves (hashed by identity), held by the memo
+    if key in memo:
+        return memo[key]
     sigs = [(rhs, RHS_SIG)] + ([(jac, JAC_SIG)] if jac is not None else [])
     try:
         addr = [a for func, sig in sigs for a in addresses(func, sig)]
@@ -410,8 +410,8 @@ def _functions(prob, method, events, compiled, band=None):
         ) from exc
     if len(memo) > 16:
         memo.clear()
-    memo[key] = (jac, g, (np.array(addr, dtype=np.int64), g_addr))
-    return memo[key][2]
+    memo[key] = (np.array(addr, dtype=np.int64), g_addr)
+    return memo[key]
 
 
 _NO_EVENTS = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (the kernels only read them)
@@ -584,7 +584,7 @@ def _check_vector(x, size, name):
 
 
 def _solution(trace, meth, dense, events, max_steps):
-    status, info, t_out, y_out, extra = trace
+    status, info, t_out, y_out, extra = trace  # info: [t, component, nfev, ..., nreject]
     ev_k = ev_t = ev_y = seg = None
     if events is not None or dense:  # most solves skip the unpacking
         ev_k, ev_t, ev_y, *seg = unpack_extra(extra, y_out.shape[1])
