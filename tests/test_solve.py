@@ -130,6 +130,29 @@ def test_start_check_is_redone_when_p_or_y0_change_in_place():
         solve(prob, "Tsit5")
 
 
+def test_remembered_settings_do_not_hide_errors_or_changes():
+    # solve() reuses the arrays it built for a t_span, tolerances and step options it has
+    # validated before; values that compare equal but are invalid must still be refused,
+    # and a changed t_span or tolerance must take effect
+    prob = lv()
+    ref = solve(prob, "Tsit5", max_steps=1000, rtol=1e-6, atol=1e-8)
+    assert ref.success
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        solve(prob, "Tsit5", max_steps=1000.0)  # == 1000, but not an integer
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        solve(prob, "Tsit5", max_steps=True)  # == 1
+    sol = solve(prob, "Tsit5", max_steps=1, rtol=1e-6, atol=1e-8)
+    assert not sol.success and "max_steps = 1 reached" in sol.message
+    loose = solve(prob, "Tsit5", rtol=1e-3, atol=1e-8)
+    assert loose.stats["nsteps"] < ref.stats["nsteps"]
+    prob.t_span = (0.0, 5.0)
+    short = solve(prob, "Tsit5", rtol=1e-6, atol=1e-8)
+    assert short.t[-1] == 5.0 and ref.t[-1] == 10.0
+    prob.t_span = (0.0, float("nan"))
+    with pytest.raises(ValueError, match="prob.t_span must be two distinct finite times"):
+        solve(prob, "Tsit5")
+
+
 @pytest.mark.parametrize("method", ["Tsit5", "DP8", "BDF", "ESDIRK", "Rodas4"])
 @pytest.mark.parametrize("case", [dict(y0=(1e308, 1.0)), dict(p=(1e300, 1.0, 1.0, 1.0))])
 @pytest.mark.parametrize("compile", [True, False])

@@ -290,13 +290,44 @@ def _check_prob(prob):
         raise ValueError("prob.y0 must be finite")
     if p.ndim != 1 or not _finite(p):
         raise ValueError("prob.p must be a finite 1-D array")
-    t0, t1 = map(float, t_span) if len(t_span) == 2 else (0.0, 0.0)
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
-        raise ValueError(f"prob.t_span must be two distinct finite times, got {prob.t_span}")
-    return y0, p, np.array([t0, t1])
+    key, span = _recall(t_span) if type(t_span) is tuple else (None, None)  # as ODEProblem's
+    if span is None:
+        t0, t1 = map(float, t_span) if len(t_span) == 2 else (0.0, 0.0)
+        if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
+            raise ValueError(f"prob.t_span must be two distinct finite times, got {prob.t_span}")
+        span = _remember(key, np.array([t0, t1]))
+    return y0, p, span
+
+
+# Validated arrays by the arguments they came from: most solves repeat their t_span,
+# tolerances and step options, and building each array costs about half a microsecond.
+# The kernels only read them (a caller that changes one makes its own copy).
+_MEMO = {}
+
+
+def _recall(key):
+    """``(key, the remembered array or None)``; key None for unhashable arguments."""
+    try:
+        return key, _MEMO.get(key)
+    except TypeError:
+        return None, None
+
+
+def _remember(key, value):
+    if key is not None:
+        if len(_MEMO) > 256:
+            _MEMO.clear()
+        _MEMO[key] = value
+    return value
 
 
 def _check_tolerances(rtol, atol, n):
+    key = ("tol", rtol, atol, n) if type(rtol) is float and type(atol) is float else None
+    key, tol = _recall(key)
+    return _remember(key, _tolerances(rtol, atol, n)) if tol is None else tol
+
+
+def _tolerances(rtol, atol, n):
     rtol = float(rtol)
     if not (rtol > 0.0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a positive finite number, got {rtol}")
@@ -340,12 +371,22 @@ def _check_t_eval(t_eval, t_span):
 
 def _check_steps(first_step, max_step, max_steps, save_steps=False, dense=False):
     """The kernels' opts ``[first_step (0 = auto), max_step, max_steps, save_steps, record]``."""
+    # the types in the key: 1 == 1.0 == True, but max_steps=1.0 is an error
+    key = ("steps", first_step, type(first_step), max_step, type(max_step), max_steps,
+           type(max_steps), bool(save_steps), bool(dense))  # fmt: skip
+    key, opts = _recall(key)
+    if opts is None:
+        opts = _remember(key, _steps(first_step, max_step, max_steps, save_steps, dense))
+    return opts
+
+
+def _steps(first_step, max_step, max_steps, save_steps, dense):
     fs = 0.0 if first_step is None else float(first_step)
     if first_step is not None and not (fs > 0.0 and math.isfinite(fs)):
         raise ValueError(f"first_step must be positive and finite, got {first_step}")
     if not float(max_step) > 0.0:
         raise ValueError(f"max_step must be positive, got {max_step}")
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0):
+    if not (isinstance(max_steps, (int, np.integer)) and max_steps > 0) or max_steps is True:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     return np.array([fs, float(max_step), float(max_steps), float(save_steps), float(dense)])
 
