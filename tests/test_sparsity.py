@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sensitivity.ad.sparsity import as_pattern, color_columns, colouring_is_valid, compression
+from sensitivity.ad import nb
+from sensitivity.ad.sparsity import (
+    as_pattern,
+    color_columns,
+    colour_runs,
+    colouring_is_valid,
+    compression,
+)
 from sensitivity.ode.problem import ODEProblem
 
 
@@ -105,9 +112,13 @@ def test_sparse_equals_dense_1d(n):
     Jp = sparse.param_jacobian(0.2, y)
     assert sp.issparse(Jp)
     np.testing.assert_allclose(Jp.toarray(), dense.param_jacobian(0.2, y), rtol=1e-14, atol=0)
-    # the fast construction gives a valid, canonical matrix that owns its structure
+    # the fast construction gives a valid matrix (rows ordered by colour, no duplicates)
     J.check_format(full_check=True)
-    assert J.has_canonical_format and J.nnz == sparse.jac_sparsity.nnz
+    assert J.nnz == sparse.jac_sparsity.nnz
+    Js = J.copy()
+    Js.sum_duplicates()  # sorts
+    assert Js.nnz == J.nnz
+    np.testing.assert_array_equal(Js.indices, sparse.jac_sparsity.indices)
     J.indices[:] = 0
     J.data[:] = 7.0
     assert np.all(sparse.jac_sparsity.data == 1.0)
@@ -181,12 +192,59 @@ def test_jacobian_values_match_matrix():
     out = np.full(prob.jac_sparsity.nnz, np.nan)
     vals = prob.jacobian_values(0.0, y0, out=out)
     assert vals is out
-    np.testing.assert_array_equal(vals, prob.jacobian(0.0, y0).data)
+    J = prob.jacobian(0.0, y0)  # values by colour within rows; jacobian_values by column
+    J.sort_indices()
+    np.testing.assert_array_equal(vals, J.data)
     with pytest.raises(ValueError, match="out must be"):
         prob.jacobian_values(0.0, y0, out=np.zeros(3))
     dense = ODEProblem(heat, y0[:10], (0.0, 1.0), np.ones(10))
     with pytest.raises(ValueError, match="jac_sparsity"):
         dense.jacobian_values(0.0, y0[:10])
+
+
+@pytest.mark.parametrize("compile", [True, False])
+@pytest.mark.parametrize("case", ["tridiagonal", "five_point", "random", "short_rows"])
+def test_colour_order_assembly_equals_the_gather(case, compile):
+    # the values of a compressed Jacobian copied row by row (colour_runs + assembler,
+    # with each row's copy of K values spilling into the next rows) equal the plain
+    # gather flat[pos]; the spill guard keeps the last rows' copies inside data
+    rng = np.random.default_rng(1)
+    if case == "tridiagonal":
+        S = tridiagonal(50)
+    elif case == "five_point":
+        S = five_point(7, 6)
+    elif case == "random":
+        S = sp.random(60, 60, density=0.05, random_state=2) + sp.eye(60)
+    else:  # rows of 0, 1 and 2 entries: runs of several widths, empty rows
+        S = sp.csr_matrix(np.kron(np.eye(10), np.array([[1, 1], [0, 0], [0, 1]]))[:, :20])
+    S = as_pattern(S, S.shape)
+    colors, nc = color_columns(S)
+    K = 1 << (max(nc, 1) - 1).bit_length()
+    perm, runs, loose = colour_runs(S, colors, nc, K)
+    assert perm is not None and runs.shape[0] > 0
+    _, pos = compression(S, colors, nc, K)
+    flat = rng.standard_normal(S.shape[0] * K)
+    data = np.full(S.nnz, np.nan)
+    nb.assembler(K, compile)(flat, pos[perm], runs, loose, data)
+    np.testing.assert_array_equal(data, flat[pos[perm]])
+    # the reordered pattern is the same matrix, its rows sorted by colour
+    R = sp.csr_matrix((np.ones(S.nnz), S.indices[perm], S.indptr), shape=S.shape)
+    assert (R != S).nnz == 0
+    rows = np.repeat(np.arange(S.shape[0]), np.diff(S.indptr))
+    assert np.all(np.diff(colors[R.indices])[np.diff(rows) == 0] > 0)
+    # every run's rows hold colours 0 ... w-1 and stay inside data
+    for i0, i1, a, w in runs:
+        assert np.all(np.diff(S.indptr)[i0:i1] == w) and a == S.indptr[i0]
+        assert S.indptr[i1 - 1] + K <= S.nnz
+    covered = np.concatenate([np.arange(S.indptr[i0], S.indptr[i1]) for i0, i1, _, _ in runs])
+    np.testing.assert_array_equal(np.sort(np.concatenate([covered, loose])), np.arange(S.nnz))
+
+
+def test_colour_runs_need_one_sweep():
+    S = as_pattern(tridiagonal(20), (20, 20))
+    colors, nc = color_columns(S)
+    perm, runs, loose = colour_runs(S, colors, nc, 2)  # 3 colours, 2 per sweep: no runs
+    assert perm is None and runs.shape == (0, 4) and loose.size == 0
 
 
 def test_seeds_start_on_a_cache_line():
@@ -213,11 +271,14 @@ def test_repeated_sparse_jacobians_are_independent():
     assert not (Ja.indices.flags.writeable or Ja.indptr.flags.writeable)
     np.testing.assert_allclose(Ja.toarray(), dense.jacobian(0.0, ya), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(Jb.toarray(), dense.jacobian(0.0, yb), rtol=1e-14, atol=1e-15)
-    vals = prob.jacobian_values(0.0, ya)
-    np.testing.assert_array_equal(vals, Ja.data)
-    assert (
-        prob._sparse_setup(prob.jac_sparsity, prob.jac_colors, "sparse_jac")[2].dtype == np.uint32
-    )
+    vals = prob.jacobian_values(0.0, ya)  # in the pattern's order (sorted columns)
+    Js = Ja.copy()
+    Js.sort_indices()
+    np.testing.assert_array_equal(Js.indices, prob.jac_sparsity.indices)
+    np.testing.assert_array_equal(vals, Js.data)
+    for by_colour in (False, True):
+        setup = prob._sparse_setup(prob.jac_sparsity, prob.jac_colors, "sparse_jac", by_colour)
+        assert setup[2].dtype == np.uint32
 
 
 def test_sparse_jacobians_share_the_pattern_copy_on_write():
@@ -232,13 +293,14 @@ def test_sparse_jacobians_share_the_pattern_copy_on_write():
     S = prob.jac_sparsity
     indices, indptr = S.indices.copy(), S.indptr.copy()
     J = prob.jacobian(0.0, y0)
-    assert isinstance(J, sp.csr_matrix) and J.indices is S.indices
+    shared = prob.jacobian(0.0, y0).indices  # the pattern, rows by colour: one copy for all
+    assert isinstance(J, sp.csr_matrix) and J.indices is shared
     with pytest.raises(ValueError, match="read-only"):
         J.indices[0] = 1
     dense = J.toarray()
     J.data[:3] = 0.0
     J.eliminate_zeros()
-    assert J.nnz == S.nnz - 3 and J.indices is not S.indices
+    assert J.nnz == S.nnz - 3 and J.indices is not shared and J.indices.flags.writeable
     np.testing.assert_array_equal(S.indices, indices)
     np.testing.assert_array_equal(S.indptr, indptr)
     J2 = prob.jacobian(0.0, y0)

@@ -285,6 +285,31 @@ def vget(typingctx, a, j):
 
 
 @intrinsic
+def vcopy(typingctx, dst, a, src, b, k):
+    """``dst[a:a+k] = src[b:b+k]`` as one ``<k x double>`` load and store (``k`` literal):
+    float64 1-D C arrays, bounds not checked."""
+    arrays = (dst, src)
+    ok = all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays)
+    ok = ok and dst.dtype == src.dtype == types.float64 and dst.mutable
+    if not (ok and isinstance(k, types.IntegerLiteral) and 1 <= k.literal_value <= KMAX):
+        return None
+    if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vp = _vty(k.literal_value).as_pointer()
+        ptrs = []
+        for arr, aty, off, oty in ((args[0], dst, args[1], a), (args[2], src, args[3], b)):
+            data = context.make_array(aty)(context, builder, arr).data
+            off = context.cast(builder, off, oty, types.intp)
+            ptrs.append(builder.bitcast(builder.gep(data, [off], inbounds=True), vp))
+        builder.store(builder.load(ptrs[1], align=8), ptrs[0], align=8)
+        return context.get_dummy_value()
+
+    return types.void(dst, a, src, b, k), codegen
+
+
+@intrinsic
 def make_dual(typingctx, val, vec):
     """Build a ``Dual{K}`` from a float value and a ``<K x double>`` vector."""
     if isinstance(vec, VecType) and isinstance(val, (types.Float, types.Integer)):

@@ -217,6 +217,59 @@ def compression(S, colors, ncolors, K):
     return seeds, pos.astype(np.int64)
 
 
+def colour_runs(S, colors, ncolors, K):
+    """Order each row's entries by colour, and find the rows that then need no gather.
+
+    After the reordering, a row whose colours are 0 ... w-1 holds the first w
+    partials of its row of the one-sweep compressed Jacobian, in order: such
+    rows, in runs of equal w, are copied without a gather
+    (:func:`sensitivity.ad.nb.assembler`). A tridiagonal pattern has runs
+    covering all its rows but the last, a 2-D 5-point one most interior rows.
+
+    Parameters
+    ----------
+    S : scipy.sparse.csr_matrix, shape (n, m)
+        The pattern (sorted, as from :func:`as_pattern`).
+    colors : ndarray of int, shape (m,)
+    ncolors, K : int
+        Number of colours and partials per sweep.
+
+    Returns
+    -------
+    perm : ndarray of int64, shape (nnz,) or None
+        Entry ``k`` of the reordered pattern is entry ``perm[k]`` of ``S``.
+        None (and no runs) when the colours need more than one sweep or no row
+        qualifies: keep ``S``'s order.
+    runs : ndarray of int64, shape (nruns, 4)
+        ``(i0, i1, a, w)``: rows i0 ... i1-1 hold w entries each, from position a
+        of the reordered values. A row qualifies only if its copy of K values
+        stays inside the ``nnz`` stored values.
+    loose : ndarray of int64
+        Positions (reordered) of the entries of the other rows.
+    """
+    nnz = S.nnz
+    none = (None, np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
+    if nnz == 0 or ncolors > K:
+        return none
+    n, indptr = S.shape[0], S.indptr.astype(np.int64)
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    c = colors[S.indices]
+    perm = np.lexsort((c, rows)).astype(np.int64)  # by row, then colour
+    count = np.diff(indptr)
+    top = np.full(n, -1)
+    np.maximum.at(top, rows, c)
+    # colours in a row differ (a valid colouring): 0 ... w-1 iff the largest is w - 1
+    full = (count > 0) & (top == count - 1) & (indptr[:-1] + K <= nnz)
+    r = np.flatnonzero(full)
+    if r.size == 0:
+        return none
+    cut = np.flatnonzero((np.diff(r) != 1) | (np.diff(count[r]) != 0)) + 1
+    first, last = r[np.r_[0, cut]], r[np.r_[cut - 1, r.size - 1]]
+    runs = np.stack([first, last + 1, indptr[first], count[first]], axis=1).astype(np.int64)
+    loose = np.flatnonzero(~full[rows]).astype(np.int64)  # rows is sorted: same in both orders
+    return perm, runs, loose
+
+
 def colouring_is_valid(S, colors):
     """Return True if no two columns of one colour share a row of ``S``."""
     S = sp.csr_matrix(S) if sp.issparse(S) else sp.csr_matrix(np.asarray(S, dtype=float))

@@ -26,7 +26,13 @@ from numba.core import errors as nb_errors
 
 from sensitivity._lazy import LazyModule
 from sensitivity.ad import nb
-from sensitivity.ad.sparsity import as_pattern, color_columns, compression, detect_sparsity
+from sensitivity.ad.sparsity import (
+    as_pattern,
+    color_columns,
+    colour_runs,
+    compression,
+    detect_sparsity,
+)
 
 sp = LazyModule("scipy.sparse")
 
@@ -247,10 +253,14 @@ class ODEProblem:
     def jacobian(self, t, y, p=None):
         """Return df/dy at (t, y): csr_matrix (n, n) if a pattern is known, else ndarray.
 
-        The sparse result shares ``jac_sparsity``'s index arrays, read-only: its methods
-        that change the structure in place (``eliminate_zeros``, ``sort_indices``, ...)
-        copy them first; write into ``.data`` freely, and ``.copy()`` before writing
-        into ``.indices`` yourself.
+        The sparse result has the structure of ``jac_sparsity`` with, in most rows, the
+        entries ordered by the colour of their column instead of by column (so that its
+        values are copied from the compressed Jacobian rather than gathered; scipy
+        accepts unsorted indices, and ``.sort_indices()`` sorts them). Its index arrays
+        are shared between results, read-only: its methods that change the structure in
+        place (``eliminate_zeros``, ``sort_indices``, ...) copy them first; write into
+        ``.data`` freely, and ``.copy()`` before writing into ``.indices`` yourself.
+        :meth:`jacobian_values` gives the values in ``jac_sparsity``'s own order.
         """
         t, y, p = self._args(t, y, p)
         if self.jac_sparsity is not None:
@@ -270,30 +280,42 @@ class ODEProblem:
         return J
 
     def _sparse(self, t, y, p, S, colouring, kind):
-        kern, seeds, pos = self._sparse_setup(S, colouring, kind)
+        kern, seeds, pos, runs, loose, like = self._sparse_setup(S, colouring, kind, True)
         data = np.empty(pos.shape[0])  # not zeros: the kernel writes every stored value
         if pos.shape[0]:
-            self._call(kern, t, y, p, seeds, pos, data)
-        return _csr_like(S, data)
+            self._call(kern, t, y, p, seeds, pos, runs, loose, data)
+        return _csr_like(like, data)
 
-    def _sparse_setup(self, S, colouring, kind):
-        """Return (kernel, seeds, pos) of a sparse Jacobian, built on first use."""
-        setup = self._compressions.get(kind)
+    def _sparse_setup(self, S, colouring, kind, by_colour=False):
+        """Return (kernel, seeds, pos, runs, loose, like) of a sparse Jacobian, built on
+        first use: values in ``S``'s order, or with ``by_colour`` in the order of
+        :func:`~sensitivity.ad.sparsity.colour_runs` (mostly copied, not gathered), the
+        structure of the result then ``like`` (``S`` with each row reordered)."""
+        setup = self._compressions.get((kind, by_colour))
         if setup is None:
             colors, ncolors = colouring
             # a power of two: <3 x double> vectors measured slower than <4 x double>
             K = min(nb.CHUNK, 1 << (max(ncolors, 1) - 1).bit_length())
             seeds, pos = compression(S, colors, ncolors, K)
+            perm, runs, loose = colour_runs(S, colors, ncolors, K)
+            like = S
+            if not by_colour or perm is None:
+                runs, loose = runs[:0], loose[:0]
+            else:
+                pos = pos[perm]
+                like = sp.csr_matrix((S.data, S.indices[perm], S.indptr), shape=S.shape)
+                like.indices.flags.writeable = like.indptr.flags.writeable = False
             if pos.size and int(pos.max()) < 2**32:
                 # half the bytes of int64 for the kernel's gather to stream
                 pos = pos.astype(np.uint32)
-            setup = self._compressions[kind] = (self.kernel(kind, K), seeds, pos)
+            setup = (self.kernel(kind, K), seeds, pos, runs, loose, like)
+            self._compressions[(kind, by_colour)] = setup
         return setup
 
     def _sparse_values(self, t, y, p, S, colouring, kind, data):
-        kern, seeds, pos = self._sparse_setup(S, colouring, kind)
+        kern, seeds, pos, runs, loose, _ = self._sparse_setup(S, colouring, kind)
         if pos.shape[0]:  # (S.nnz is a scipy call: a quarter microsecond per use)
-            self._call(kern, t, y, p, seeds, pos, data)
+            self._call(kern, t, y, p, seeds, pos, runs, loose, data)
         return data
 
     def jacobian_values(self, t, y, out=None, p=None):
@@ -318,14 +340,15 @@ class ODEProblem:
         if self.jac_sparsity is None:
             raise ValueError("jacobian_values needs a jac_sparsity pattern; this problem is dense")
         t, y, p = self._args(t, y, p)
-        kern, seeds, pos = self._sparse_setup(self.jac_sparsity, self.jac_colors, "sparse_jac")
+        setup = self._sparse_setup(self.jac_sparsity, self.jac_colors, "sparse_jac")
+        kern, seeds, pos, runs, loose, _ = setup
         nnz = pos.shape[0]
         if out is None:
             out = np.empty(nnz)  # not zeros: the kernel writes every stored value
         elif not (isinstance(out, np.ndarray) and out.shape == (nnz,) and out.dtype == np.float64):
             raise ValueError(f"out must be a float64 array of shape ({nnz},)")
         if nnz:
-            self._call(kern, t, y, p, seeds, pos, out)
+            self._call(kern, t, y, p, seeds, pos, runs, loose, out)
         return out
 
     def jvp(self, t, y, v, p=None):
