@@ -1,9 +1,10 @@
-"""The stiff solvers' patterned paths, forward sensitivities and adjoints with numba off.
+"""The stiff solvers' patterned paths, sensitivities, adjoints and FWI with numba off.
 
 Every kernel must also run as plain Python (``NUMBA_DISABLE_JIT=1`` for debugging and
 coverage, ``SENSITIVITY_NO_NUMBA=1``): a subprocess computes a banded-LU BDF solve, BDF and
 ESDIRK forward sensitivities and the BDF discrete adjoint of a small diffusion problem with
-the patterned paths forced, and the results must equal the compiled ones in this process.
+the patterned paths forced, a sparse Jacobian and a small store-all FWI gradient, and the
+results must equal the compiled ones in this process.
 """
 
 import json
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 
 import sensitivity as sn
 from sensitivity.ode import linsolve
+from sensitivity.pde.fwi import camembert
 from tests.rhs_suite import heat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +50,13 @@ def compute():
     obj = sn.L2Misfit(ts, data, observe=[2, 6, 9])
     g = sn.adjoint_gradient(prob, obj, method="BDF", rtol=1e-8, atol=1e-10)
     out["adjoint"] = g.grad_p.tolist() + g.grad_y0.tolist()
+    # the sparse Jacobian's values copied by colour runs (a tridiagonal pattern) ...
+    out["sparse_jacobian"] = prob.jacobian(0.02, np.cos(x)).toarray().tolist()
+    # ... and the store-all FWI gradient, its images written in blocks (aligned store)
+    problem, v_true, v0 = camembert(shape=(21, 21), spacing=(50.0, 50.0), nbl=5, n_receivers=5)
+    shot, q = problem.shot(0), problem.wavelet[:, None]
+    d_obs = shot.forward(problem.extend(v_true) ** -2.0, q)
+    out["fwi_gradient"] = shot.gradient(problem.extend(v0) ** -2.0, q, d_obs).grad.tolist()
     return out
 
 

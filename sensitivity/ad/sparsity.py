@@ -38,6 +38,7 @@ import numba
 import numpy as np
 
 from sensitivity._lazy import LazyModule
+from sensitivity._memory import aligned_array
 
 sp = LazyModule("scipy.sparse")
 
@@ -170,22 +171,6 @@ def color_columns(S):
     return best[0], int(best[1])
 
 
-CACHE_LINE = 64  # bytes
-
-
-def _aligned_zeros(shape):
-    """Zeros of ``shape`` starting on a cache line.
-
-    numpy aligns large arrays to 16 bytes only; then half of the 32-byte rows of
-    K = 4 partials straddle two cache lines, and a dual sweep reading them ran
-    15-20 % slower (benchmarks/nb_duals.py, sparse Jacobian, issue 3).
-    """
-    size = int(np.prod(shape))
-    buf = np.zeros(size + CACHE_LINE // 8)
-    start = (-buf.ctypes.data % CACHE_LINE) // 8
-    return buf[start : start + size].reshape(shape)
-
-
 def compression(S, colors, ncolors, K):
     """Seed directions and gather positions of a Curtis-Powell-Reid compression.
 
@@ -209,7 +194,9 @@ def compression(S, colors, ncolors, K):
     """
     n, m = S.shape
     nchunk = max(1, -(-ncolors // K))
-    seeds = _aligned_zeros((nchunk, m, K))
+    # rows of K = 4 partials straddling two cache lines made a dual sweep reading them
+    # 15-20 % slower (benchmarks/nb_duals.py, sparse Jacobian, issue 3)
+    seeds = aligned_array((nchunk, m, K), zeros=True)
     seeds[colors // K, np.arange(m), colors % K] = 1.0
     rows = np.repeat(np.arange(n), np.diff(S.indptr))
     c = colors[S.indices]

@@ -61,6 +61,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from sensitivity._memory import aligned_array
 from sensitivity.pde import wave_kernels as wk
 from sensitivity.pde.points import HALO, PointSet
 from sensitivity.sens import checkpoint as cp
@@ -350,23 +351,25 @@ class Acoustic2D:
         return GradientResult(0.5 * float(np.sum(r * r)), self._image_scale(g), r, stats)
 
     def _forward_images(self, k, q, workspace):
-        """Data and the image of every step, shape (nt - 1, nx * (nz + 4)), and 2 work fields.
+        """Data and the image of every step, shape (nt - 1, nx * (nz + 4) rounded up to a
+        multiple of 8), and 2 work fields.
 
         The image of step n is ``D^n = u^{n+1} - u^{n-1} - alpha (u^n - u^{n-1})`` (the
         module docstring), the factor of ``mu^{n+1}`` in the gradient: the reverse
         pass needs nothing else from the forward fields.
         """
         data = np.empty((self.nt, self.receivers.n))
-        shape = (self.nt - 1, k[0].shape[0])
+        # rows of whole 64-byte lines, for the kernel's non-temporal stores
+        shape = (self.nt - 1, -(-k[0].shape[0] // 8) * 8)
         wshape = (2, (self.shape[0] + 2 * HALO) * k[4])
         if workspace is None:
             store, work = _SHARED.take(shape, wshape)
         elif workspace is False:
-            store, work = np.empty(shape), np.empty(wshape)
+            store, work = aligned_array(shape), np.empty(wshape)
         else:
             store, work = workspace.get("store"), workspace.get("work")
             if store is None or store.shape != shape or work.shape != wshape:
-                store, work = np.empty(shape), np.empty(wshape)
+                store, work = aligned_array(shape), np.empty(wshape)
                 workspace.update(store=store, work=work)
         s, r = self.sources, self.receivers
         wk.forward_loop_images(self.nt, *k, s.idx, self._src_w(), q, r.idx, r.weights, data,
@@ -446,7 +449,7 @@ class _SharedStore:
         if kept is not None and kept[0].shape == shape and kept[1].shape == wshape:
             return kept
         del kept  # another problem's store: free it before allocating
-        return np.empty(shape), np.empty(wshape)
+        return aligned_array(shape), np.empty(wshape)
 
     def give_back(self, store, work):
         with self._lock:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sensitivity.ad.nb import stream_block
 from sensitivity.pde.points import inject, sample
 
 
@@ -100,17 +101,48 @@ def step_inplace(u, up, al, ia, cs, W):
         o[k] = _new(v[0][k], o[k], al[k], ia[k], _lap(v, k, cs))
 
 
+# Nodes per block of step_image_inplace: its images, in an L1-resident scratch array,
+# then go to the store with non-temporal stores (a multiple of 8: whole 64-byte lines).
+IMAGE_BLOCK = 1024
+
+
+@njit(cache=True, inline="always")
+def _shifted(v, c):
+    """The nine views of :func:`_views` advanced by ``c`` values."""
+    return (v[0][c:], v[1][c:], v[2][c:], v[3][c:], v[4][c:], v[5][c:], v[6][c:], v[7][c:],
+            v[8][c:])  # fmt: skip
+
+
 @njit(cache=True)
-def step_image_inplace(u, up, al, ia, cs, W, D):
-    """:func:`step_inplace`, and the image ``D`` (n,) of (u', u, up) while they are in registers."""
+def step_image_inplace(u, up, al, ia, cs, W, D, scratch):
+    """:func:`step_inplace`, and the image ``D`` (n,) of (u', u, up) while they are in registers.
+
+    By blocks of ``IMAGE_BLOCK`` nodes: the block's images go to ``scratch`` (at least
+    ``IMAGE_BLOCK`` long, staying in the L1 cache), then to ``D`` with non-temporal stores
+    if ``D`` starts on a 64-byte line. The store-all gradient writes one image per step,
+    far more than the caches hold; a plain store first reads each line from memory, which
+    made writing the images cost 1.4 times what these stores cost (measured on one
+    Camembert shot: 24.1 -> 21.2 ms for the forward pass with images). Each block's loop
+    runs from 0 over views advanced to the block, so its indices stay non-negative
+    (see :func:`_views`).
+    """
     n = al.shape[0]
     v = _views(u, W, n)
     o = up[2 * W :]
-    for k in range(n):
-        a1, a2 = v[0][k], o[k]
-        a0 = _new(a1, a2, al[k], ia[k], _lap(v, k, cs))
-        o[k] = a0
-        D[k] = _image(a0, a1, a2, al[k])
+    stream = D.ctypes.data % 64 == 0
+    for c in range(0, n, IMAGE_BLOCK):
+        m = min(IMAGE_BLOCK, n - c)
+        vc, oc, alc, iac = _shifted(v, c), o[c:], al[c:], ia[c:]
+        for k in range(m):
+            a1, a2 = vc[0][k], oc[k]
+            a0 = _new(a1, a2, alc[k], iac[k], _lap(vc, k, cs))
+            oc[k] = a0
+            scratch[k] = _image(a0, a1, a2, alc[k])
+        whole = m - m % 8 if stream else 0
+        for j in range(0, whole, 8):
+            stream_block(D, c + j, scratch, j)
+        for j in range(whole, m):
+            D[c + j] = scratch[j]
 
 
 @njit(cache=True)
@@ -162,7 +194,9 @@ def forward_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, ustore):
 
 @njit(cache=True, nogil=True)
 def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, store, work):
-    """Time loop storing the image ``D^n`` of every step n < nt - 1 in ``store`` (nt - 1, n).
+    """Time loop storing the image ``D^n`` of every step n < nt - 1 in ``store`` (nt - 1, >= n)
+    (with non-temporal stores when its rows start on 64-byte lines: see
+    :func:`step_image_inplace`).
 
     The reverse pass then reads one stored field per step instead of three (the
     store-all gradient is bound by memory traffic). The image is formed in the
@@ -175,6 +209,7 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sto
     u[:] = 0.0
     up[:] = 0.0
     kept = np.empty(sidx.shape[:2])  # u^{n-1} at the source nodes, overwritten by the step
+    scratch = np.empty(IMAGE_BLOCK)
     for n in range(nt):
         sample(u.reshape(pad), ridx, rw, data[n])
         if n == nt - 1:
@@ -183,7 +218,7 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sto
             for k in range(4):
                 kept[p, k] = up[(sidx[p, k, 0] + 2) * W + sidx[p, k, 1] + 2]
         D = store[n]
-        step_image_inplace(u, up, al, ia, cs, W, D)
+        step_image_inplace(u, up, al, ia, cs, W, D, scratch)
         inject(up.reshape(pad), sidx, sw, q[n], iau, 2)
         for p in range(sidx.shape[0]):  # the injected nodes changed after their image
             for k in range(4):
