@@ -113,10 +113,10 @@ JAC_SIG = numba.types.void(f8, f8_1d, f8_1d, f8_2d)  # jac(t, y, p, J)
 RHS_T = numba.types.FunctionType(RHS_SIG)
 EVENT_T = RHS_T  # g(t, y, p, out)
 JAC_T = numba.types.FunctionType(JAC_SIG)
-# trace = (status, stats[t, component of a failure, nfev, njev, nlu, nsteps, nreject], t_out,
-#          y_out, extra): extra packs the events and the dense record
+# trace = (status, y_out, extra): extra packs [t, component of a failure, nfev, njev, nlu,
+#          nsteps, nreject], t_out, the events and the dense record
 #          (sensitivity.ode.events.finish_trace / unpack_extra)
-TRACE_T = numba.types.Tuple((i8, f8_1d, f8_1d, f8_2d, f8_1d))
+TRACE_T = numba.types.Tuple((i8, f8_2d, f8_1d))
 
 
 def jit(inline=False, twin=False, first_class=False):

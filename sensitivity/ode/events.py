@@ -143,26 +143,30 @@ def new_trace(t0, y0, t_eval, save_steps, nev, q):
     return bufs, ks
 
 
+STATS = 7  # leading entries of a trace's extra: t and component of a failure, 5 counts
+
+
 @jit()
 def finish_trace(status, info, counts, bufs, ks):
-    """Return the kernel's trace ``(status, stats, t_out, y_out, extra)`` (``TRACE_T`` in
+    """Return the kernel's trace ``(status, y_out, extra)`` (``TRACE_T`` in
     :mod:`sensitivity.ode.control`), trimmed to the buffers' fill counts.
 
-    numba boxes every returned array at about 0.3 us, a tenth of a small solve: so the
-    failure info and the counts share ``stats``, and the events and the dense record, which
-    most solves leave empty, are packed into one array ``extra`` that Python unpacks only
-    when asked (:func:`unpack_extra`).
+    numba allocates and boxes every returned array at about 0.3 us, a tenth of a small
+    solve: so ``extra`` packs the stats ``[t, component of a failure, nfev, njev, nlu,
+    nsteps, nreject]``, the output times (k,), and the events and the dense record, which
+    most solves leave empty and Python unpacks only when asked (:func:`unpack_extra`).
     """
     t_out, y_out, ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q = bufs
     k, ne, nseg = ks[0], ks[1], ks[2]
     n, q = y_out.shape[1], seg_Q.shape[2]
-    stats = np.empty(7)
-    stats[0], stats[1] = info[0], info[1]
+    o = STATS + k  # the stats, then the output times
+    extra = np.empty(o + 3 + ne * (2 + n) + 1 + nseg * (2 + n + n * q))
+    extra[0], extra[1] = info[0], info[1]
     for i in range(5):
-        stats[2 + i] = counts[i]
-    extra = np.empty(3 + ne * (2 + n) + 1 + nseg * (2 + n + n * q))
-    extra[0], extra[1], extra[2] = ne, nseg, q
-    o = 3
+        extra[2 + i] = counts[i]
+    copy1(extra[STATS:], t_out[:k])
+    extra[o], extra[o + 1], extra[o + 2] = ne, nseg, q
+    o += 3
     for j in range(ne):
         extra[o + j], extra[o + ne + j] = ev_k[j], ev_t[j]
     o += 2 * ne
@@ -175,17 +179,19 @@ def finish_trace(status, info, counts, bufs, ks):
     ):  # in the order of unpack_extra
         copy1(extra[o:], x)
         o += x.shape[0]
-    return status, stats, t_out[:k], y_out[:k], extra
+    return status, y_out[:k], extra
 
 
-def unpack_extra(extra, n):
-    """Views ``(ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)`` into a trace's ``extra``:
-    event indices (ne,) int64, times (ne,), states (ne, n); the dense record's step bounds
-    (nseg + 1,), steps (nseg,), start states (nseg, n) and coefficients (nseg, n, q)."""
-    ne, nseg, q = (int(v) for v in extra[:3].tolist())
+def unpack_extra(extra, n, k):
+    """Views ``(ev_k, ev_t, ev_y, seg_t, seg_h, seg_y, seg_Q)`` into a trace's ``extra``
+    (``n`` components, ``k`` outputs): event indices (ne,) int64, times (ne,), states
+    (ne, n); the dense record's step bounds (nseg + 1,), steps (nseg,), start states
+    (nseg, n) and coefficients (nseg, n, q)."""
+    o = STATS + k
+    ne, nseg, q = (int(v) for v in extra[o : o + 3].tolist())
     sizes = (ne, ne, ne * n, nseg + 1, nseg, nseg * n, nseg * n * q)
     shapes = ((ne,), (ne,), (ne, n), (nseg + 1,), (nseg,), (nseg, n), (nseg, n, q))
-    out, o = [], 3
+    out, o = [], o + 3
     for size, shape in zip(sizes, shapes):
         out.append(extra[o : o + size].reshape(shape))
         o += size

@@ -36,7 +36,7 @@ from sensitivity.ode.control import (
     python_twin,
     sorted_along,
 )
-from sensitivity.ode.events import no_events, unpack_extra
+from sensitivity.ode.events import STATS, no_events, unpack_extra
 from sensitivity.ode.tableaus import DP5, DP8, TSIT5, ButcherTableau
 
 
@@ -625,16 +625,18 @@ def _check_vector(x, size, name):
 
 
 def _solution(trace, meth, dense, events, max_steps):
-    status, info, t_out, y_out, extra = trace  # info: [t, component, nfev, ..., nreject]
+    status, y_out, extra = trace  # extra: [t, component, nfev, ..., nreject, t_out, ...]
+    k, n = y_out.shape
+    c = extra[:STATS].tolist()
+    t_out = extra[STATS : STATS + k]
     ev_k = ev_t = ev_y = seg = None
     if events is not None or dense:  # most solves skip the unpacking
-        ev_k, ev_t, ev_y, *seg = unpack_extra(extra, y_out.shape[1])
+        ev_k, ev_t, ev_y, *seg = unpack_extra(extra, n, k)
     if status == SUCCESS:  # the common case, no message to format (a microsecond per solve)
         message = MESSAGES[SUCCESS]
     else:
-        t_msg = ev_t[-1] if status == TERMINATED else info[0]
-        message = MESSAGES[status].format(t=t_msg, i=int(info[1]), max_steps=max_steps)
-    c = info.tolist()
+        t_msg = ev_t[-1] if status == TERMINATED else c[0]
+        message = MESSAGES[status].format(t=t_msg, i=int(c[1]), max_steps=max_steps)
     stats = {"nfev": int(c[2]), "njev": int(c[3]), "nlu": int(c[4]), "nsteps": int(c[5])}
     stats["nreject"] = int(c[6])
     t_events, y_events = [], []
