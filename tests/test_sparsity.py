@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sensitivity.ad import nb
+from sensitivity.ad import nb, sparsity
 from sensitivity.ad.sparsity import (
     as_pattern,
     color_columns,
@@ -44,6 +44,48 @@ def test_five_point_five_colours(shape):
     colors, nc = color_columns(S)
     assert nc <= 5
     assert colouring_is_valid(S, colors)
+
+
+def test_five_point_five_colours_on_a_large_grid():
+    # DSATUR (a heap, not a scan per column) runs at any size: 240 x 240 = 57 600 columns,
+    # where the greedy colourings need 7
+    S = five_point(240, 240)
+    colors, nc = color_columns(S)
+    assert nc <= 5
+    assert colouring_is_valid(S, colors)
+
+
+def _dsatur_by_scan(S, maxc):
+    """Brelaz's DSATUR in plain Python, choosing each column by a scan (the reference)."""
+    S = sp.csr_matrix(S)
+    C = S.tocsc()
+    m = S.shape[1]
+    nbrs = [set(S.indices[S.indptr[i] : S.indptr[i + 1]]) for i in range(S.shape[0])]
+    deg = [sum(len(nbrs[i]) for i in C.indices[C.indptr[j] : C.indptr[j + 1]]) for j in range(m)]
+    colors, seen = [-1] * m, [set() for _ in range(m)]
+    for _ in range(m):
+        best = max((j for j in range(m) if colors[j] < 0), key=lambda j: (len(seen[j]), deg[j], -j))
+        c = min(set(range(maxc + 1)) - seen[best])
+        if c >= maxc:
+            return None
+        colors[best] = c
+        for i in C.indices[C.indptr[best] : C.indptr[best + 1]]:
+            for j in nbrs[i]:
+                seen[j].add(c)
+    return np.array(colors)
+
+
+@pytest.mark.parametrize("density", [0.01, 0.03, 0.1])
+def test_dsatur_heap_chooses_as_the_scan(density):
+    S = as_pattern(sp.random(120, 120, density=density, random_state=3) + sp.eye(120), (120, 120))
+    C = S.tocsc()
+    args = [x.astype(np.int64) for x in (S.indptr, S.indices, C.indptr, C.indices)]
+    colors, nc = sparsity._dsatur(*args, 64)
+    ref = _dsatur_by_scan(S, 64)
+    np.testing.assert_array_equal(colors, ref)
+    assert nc == ref.max() + 1 and colouring_is_valid(S, colors)
+    few, nc_few = sparsity._dsatur(*args, 2)  # more colours than allowed
+    assert nc_few == -1 and _dsatur_by_scan(S, 2) is None
 
 
 def test_colouring_random_patterns_valid():
