@@ -35,6 +35,8 @@ from sensitivity.ad.sparsity import (
 )
 
 sp = LazyModule("scipy.sparse")
+# colour_runs's answer for "keep the pattern's order": no permutation, no runs, no loose rows
+_NO_RUNS = (None, np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
 
 __all__ = ["AUTO_SPARSE_MIN", "ODEProblem"]
 
@@ -297,11 +299,9 @@ class ODEProblem:
             # a power of two: <3 x double> vectors measured slower than <4 x double>
             K = min(nb.CHUNK, 1 << (max(ncolors, 1) - 1).bit_length())
             seeds, pos = compression(S, colors, ncolors, K)
-            perm, runs, loose = colour_runs(S, colors, ncolors, K)
+            perm, runs, loose = colour_runs(S, colors, ncolors, K) if by_colour else _NO_RUNS
             like = S
-            if not by_colour or perm is None:
-                runs, loose = runs[:0], loose[:0]
-            else:
+            if perm is not None:
                 pos = pos[perm]
                 like = sp.csr_matrix((S.data, S.indices[perm], S.indptr), shape=S.shape)
                 like.indices.flags.writeable = like.indptr.flags.writeable = False
