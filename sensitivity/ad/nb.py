@@ -255,7 +255,7 @@ def assembler(K, compile=True):
     (:func:`sensitivity.ad.sparsity.colour_runs`) mostly need no gather: a row whose
     colours are 0 ... w-1 holds the first w partials of its row of ``flat``. Each
     run ``(i0, i1, a, w)`` of such rows, data from position ``a``, is copied K
-    partials per row, one vector load and store (three memory operations per row of
+    partials per row, one vector load and store (two memory operations per row of
     a tridiagonal Jacobian instead of nine for the gather); the K - w partials past
     a row land in the next rows' places, written after it. ``loose`` lists the
     other entries, gathered last.
