@@ -269,6 +269,10 @@ def compression(S, colors, ncolors, K):
     return seeds, pos.astype(np.int64)
 
 
+# colour_runs's answer for "keep the pattern's order": no permutation, runs or loose entries
+NO_RUNS = (None, np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
+
+
 def colour_runs(S, colors, ncolors, K):
     """Order each row's entries by colour, and find the rows that then need no gather.
 
@@ -300,9 +304,8 @@ def colour_runs(S, colors, ncolors, K):
         Positions (reordered) of the entries of the other rows.
     """
     nnz = S.nnz
-    none = (None, np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
     if nnz == 0 or ncolors > K:
-        return none
+        return NO_RUNS
     n, indptr = S.shape[0], S.indptr.astype(np.int64)
     rows = np.repeat(np.arange(n), np.diff(indptr))
     c = colors[S.indices]
@@ -314,7 +317,7 @@ def colour_runs(S, colors, ncolors, K):
     full = (count > 0) & (top == count - 1) & (indptr[:-1] + K <= nnz)
     r = np.flatnonzero(full)
     if r.size == 0:
-        return none
+        return NO_RUNS
     cut = np.flatnonzero((np.diff(r) != 1) | (np.diff(count[r]) != 0)) + 1
     first, last = r[np.r_[0, cut]], r[np.r_[cut - 1, r.size - 1]]
     runs = np.stack([first, last + 1, indptr[first], count[first]], axis=1).astype(np.int64)

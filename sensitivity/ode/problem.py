@@ -27,6 +27,7 @@ from numba.core import errors as nb_errors
 from sensitivity._lazy import LazyModule
 from sensitivity.ad import nb
 from sensitivity.ad.sparsity import (
+    NO_RUNS,
     as_pattern,
     color_columns,
     colour_runs,
@@ -35,8 +36,6 @@ from sensitivity.ad.sparsity import (
 )
 
 sp = LazyModule("scipy.sparse")
-# colour_runs's answer for "keep the pattern's order": no permutation, no runs, no loose rows
-_NO_RUNS = (None, np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
 
 __all__ = ["AUTO_SPARSE_MIN", "ODEProblem"]
 
@@ -299,7 +298,7 @@ class ODEProblem:
             # a power of two: <3 x double> vectors measured slower than <4 x double>
             K = min(nb.CHUNK, 1 << (max(ncolors, 1) - 1).bit_length())
             seeds, pos = compression(S, colors, ncolors, K)
-            perm, runs, loose = colour_runs(S, colors, ncolors, K) if by_colour else _NO_RUNS
+            perm, runs, loose = colour_runs(S, colors, ncolors, K) if by_colour else NO_RUNS
             like = S
             if perm is not None:
                 pos = pos[perm]

@@ -23,6 +23,7 @@ from numba.core.dispatcher import Dispatcher
 
 from sensitivity.ode import bdf, esdirk, explicit, linsolve, rosenbrock
 from sensitivity.ode.control import (
+    EPS,
     JAC_SIG,
     MAX_STEPS,
     NEWTON_FAILED,
@@ -208,7 +209,6 @@ METHODS = {
     "Rodas4": rosenbrock.Rodas4(),
 }
 
-EPS = np.finfo(float).eps
 STIFF_SIZE = 50  # method="auto": at least this many equations with a sparsity pattern -> BDF
 AUTO_SWITCH_STEPS = 5000  # method="auto": Tsit5 steps before the stiffness test
 
