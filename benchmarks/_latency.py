@@ -31,6 +31,22 @@ print(time.perf_counter() - t0)
 """
 
 
+def seconds(code, env, cwd):
+    """Run ``python -c code`` in a new process; the float on its last line of output."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    out.check_returncode()
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def fresh_and_cached(code, env, cwd):
+    """``(first, best of three more)`` seconds of ``code`` in new processes sharing ``env``'s
+    numba cache: the first run compiles into it, the others load from it."""
+    times = [seconds(code, env, cwd) for _ in range(4)]
+    return times[0], min(times[1:])
+
+
 def numba_floor(env=None):
     """Seconds for numpy + numba + one cached one-line kernel in a new process: the part of
     any numba library's first call that the library cannot remove (numba's import and the
@@ -39,11 +55,5 @@ def numba_floor(env=None):
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "floor_module.py"), "w") as fh:
             fh.write(FLOOR_MODULE)
-        times = []
-        for _ in range(3):  # the first run writes the cache
-            out = subprocess.run(
-                [sys.executable, "-c", FLOOR], cwd=tmp, env=env, capture_output=True, text=True
-            )
-            out.check_returncode()
-            times.append(float(out.stdout.strip().splitlines()[-1]))
+        times = [seconds(FLOOR, env, tmp) for _ in range(3)]  # the first writes the cache
         return min(times[1:])

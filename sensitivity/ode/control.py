@@ -47,8 +47,12 @@ EPS = 2.220446049250313e-16  # float64 machine epsilon; steps below 10 eps |t| a
 ERR_FLOOR = 1e-4  # errors below count as this in the controller's memory
 LOG_ERR_FLOOR = math.log(ERR_FLOOR)
 
-# Status codes shared by all steppers (0 = reached t_end, 1 = terminal event).
-SUCCESS, TERMINATED, STEP_TOO_SMALL, MAX_STEPS, NONFINITE, NEWTON_FAILED = 0, 1, -1, -2, -3, -4
+# Status codes shared by all steppers (0 = reached t_end, 1 = terminal event). numpy
+# integers, so that numba types a kernel's status variable as int64, not as one literal:
+# the ahead-of-time compiler (sensitivity.ode.aot) refuses to unify two integer literals.
+SUCCESS, TERMINATED, STEP_TOO_SMALL, MAX_STEPS, NONFINITE, NEWTON_FAILED = (
+    np.int64(c) for c in (0, 1, -1, -2, -3, -4)
+)
 
 NO_NUMBA = os.environ.get("SENSITIVITY_NO_NUMBA", "0") == "1"
 

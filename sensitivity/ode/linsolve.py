@@ -28,6 +28,7 @@ import numpy as np
 
 from sensitivity._lazy import LazyModule
 from sensitivity.ad import nb
+from sensitivity.ode import aot
 from sensitivity.ode.banded import (
     band_factor,
     band_jac_template,
@@ -357,4 +358,7 @@ class StiffMethod:
         elif self.takes_sens:  # the sensitivity function's addresses (the rhs's when unused)
             extra = funcs[:2] if sens is None else np.asarray(sens, np.int64)
             funcs = np.concatenate([funcs, extra])
+        if compiled and sparse_jac is None and sens is None and P is None:
+            # solve()'s arrays, whose types the ahead-of-time kernels take (sensitivity.ode.aot)
+            kernel = aot.kernel((kernel.py_func.__name__, g is None)) or kernel
         return kernel(funcs, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)

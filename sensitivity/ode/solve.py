@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from sensitivity.ode import bdf, esdirk, explicit, linsolve, rosenbrock
+from sensitivity.ode import aot, bdf, esdirk, explicit, linsolve, rosenbrock
 from sensitivity.ode.control import (
     EPS,
     JAC_SIG,
@@ -192,7 +192,7 @@ class ExplicitRK:
         funcs, g = fns
         if compiled:  # no events: a no-op event function (see sensitivity.ode.explicit)
             g = _no_events_addresses() if g is None else g
-            kernel = self.kernel
+            kernel = aot.kernel(self.tableau.name) or self.kernel
         else:
             funcs, g = funcs[0], (no_events if g is None else g[0])
             kernel = python_twin(self.kernel)
@@ -681,19 +681,22 @@ class _WarmupProblem:
 
 
 def warmup(methods=None, events=True):
-    """Compile the solver kernels of ``methods`` (default: all) into numba's disk cache.
+    """Compile the JIT solver kernels of ``methods`` (default: all) into numba's disk cache.
 
     The kernels take the user's functions as first-class function addresses, so they do not
-    depend on the problem: compiled once per installation (e.g. right after ``pip install``),
-    they load from the cache in every later process, and a first solve then only compiles
-    (or loads) the user's right-hand side. The stiff methods have two kernels, without and
-    with events (``events=False`` skips the second). Returns the seconds spent.
+    depend on the problem: compiled once per installation, they load from the cache in every
+    later process, and a first solve then only compiles (or loads) the user's right-hand
+    side. The stiff methods have two kernels, without and with events (``events=False``
+    skips the second). Returns the seconds spent. (``python -m sensitivity.ode.aot`` builds
+    the same kernels ahead of time, which ``solve`` prefers: see :mod:`sensitivity.ode.aot`;
+    this warms the JIT ones, which a changed source or another machine falls back to.)
     """
     import time
 
     start = time.perf_counter()
-    for name in methods or METHODS:
-        solve(_WarmupProblem(), name, t_eval=[0.5, 1.0])
-        if events:
-            solve(_WarmupProblem(), name, t_eval=[0.5, 1.0], events=Events(_half_life))
+    with aot.jit_only():  # the JIT kernels, also when ahead-of-time ones are built
+        for name in methods or METHODS:
+            solve(_WarmupProblem(), name, t_eval=[0.5, 1.0])
+            if events:
+                solve(_WarmupProblem(), name, t_eval=[0.5, 1.0], events=Events(_half_life))
     return time.perf_counter() - start
