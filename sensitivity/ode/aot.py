@@ -25,8 +25,8 @@ and Python versions, and the host CPU, since the code uses its instruction set).
 source, an upgrade or another machine finds no module of its fingerprint and runs the JIT
 kernels, bitwise the same. ``SENSITIVITY_NO_AOT=1`` turns the module off.
 
-Cost: a call through pycc's wrapper costs about 1 us more than numba's dispatcher (pycc
-unpickles the array class at each boxed result); the step loops are the same machine code.
+The step loops are the same machine code as the JIT's; see :func:`_as_the_jit_compiles`
+for the two settings of numba's ahead-of-time compiler that the build changes.
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ def fingerprint():
     from sensitivity.ad.nb_types import STAMP
 
     features = llvm.get_host_cpu_features().flatten()
-    parts = (PACKAGE_STAMP, STAMP, numba.__version__, llvmlite.__version__, sys.version,
-             llvm.get_host_cpu_name(), features)  # fmt: skip
+    with open(CONSTANTS_C, "rb") as fh:
+        helper = hashlib.sha256(fh.read()).hexdigest()
+    parts = (PACKAGE_STAMP, STAMP, helper, numba.__version__, llvmlite.__version__,
+             sys.version, llvm.get_host_cpu_name(), features)  # fmt: skip
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
@@ -125,14 +127,16 @@ def build(directory=None, keys=None, verbose=False):
     """
     with warnings.catch_warnings():  # numba announces pycc's replacement
         warnings.simplefilter("ignore")
-        import numba.pycc.compiler as pycc_compiler
         from numba.pycc import CC
+
+    class WithConstants(CC):
+        def _get_mixin_sources(self):
+            return super()._get_mixin_sources() + [CONSTANTS_C]
 
     directory = directory or DIRECTORY
     os.makedirs(directory, exist_ok=True)
     path = module_path(directory)
-    name = os.path.basename(path).split(".")[0]
-    cc = CC(name)
+    cc = WithConstants(os.path.basename(path).split(".")[0])
     cc.output_dir = directory
     cc.target_cpu = "host"  # the JIT's code: the fingerprint ties the file to this CPU
     cc.verbose = verbose
@@ -140,27 +144,55 @@ def build(directory=None, keys=None, verbose=False):
     for key, disp, sig in _exports():
         if wanted is None or key in wanted:
             cc.export(_export_name(key), sig)(disp.py_func)
-    # pycc compiles the exported functions with numba's default flags; the kernels' jit
-    # options include numpy's error model (x / 0.0 gives inf, tested for by the steps, not
-    # ZeroDivisionError), so set it for the build
-    flags = pycc_compiler.Flags
-
-    class NumpyErrors(flags):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.error_model = "numpy"
-
-    pycc_compiler.Flags = NumpyErrors
-    try:
+    with _as_the_jit_compiles():
         cc.compile()
-    finally:
-        pycc_compiler.Flags = flags
     for old in glob.glob(os.path.join(directory, PREFIX + "*")):
         if os.path.abspath(old) != os.path.abspath(path):
             os.remove(old)
     global _TABLE
     _TABLE = None  # load the new build on the next call
     return path
+
+
+CONSTANTS_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_aot_constants.c")
+
+
+@contextlib.contextmanager
+def _as_the_jit_compiles():
+    """Two settings of numba's ahead-of-time compiler, for the duration of a build.
+
+    - It compiles the exported functions with numba's default flags; the kernels' jit
+      options include numpy's error model (``x / 0.0`` gives inf, which the steps test for,
+      instead of raising ZeroDivisionError).
+    - Its runtime unpickles a constant (the class of a returned array) at every use, about
+      1 us per solve; the calls go to ``sensitivity_unpickle_once`` of
+      :data:`CONSTANTS_C` instead, which keeps each result, as numba's JIT runtime does.
+    """
+    import numba.pycc.compiler as pycc_compiler
+    from llvmlite import ir
+    from numba.core.pythonapi import PythonAPI
+
+    flags, unserialize = pycc_compiler.Flags, PythonAPI.unserialize
+
+    class NumpyErrors(flags):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.error_model = "numpy"
+
+    def unserialize_once(self, structptr):
+        if not self.context.aot_mode:  # the JIT compiling a callee during the build
+            return unserialize(self, structptr)
+        # structptr: {i8* data, i32 length, i8* hash, ...}, the blob numba serialised
+        fnty = ir.FunctionType(self.pyobj, (self.voidptr, ir.IntType(32), self.voidptr))
+        fn = self._get_function(fnty, name="sensitivity_unpickle_once")
+        blob = self.builder.load(structptr)
+        return self.builder.call(fn, [self.builder.extract_value(blob, i) for i in range(3)])
+
+    pycc_compiler.Flags, PythonAPI.unserialize = NumpyErrors, unserialize_once
+    try:
+        yield
+    finally:
+        pycc_compiler.Flags, PythonAPI.unserialize = flags, unserialize
 
 
 def _load(directory=None):
