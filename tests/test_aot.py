@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from sensitivity.ode import aot
+from sensitivity.ode.problem import ODEProblem
 from sensitivity.ode.solve import METHODS, Events, Solver, solve
+from sensitivity.sens.forward import forward_sensitivity
 from tests.problems import (
     diffusion_problem,
     lotka_volterra,
@@ -18,6 +20,7 @@ from tests.problems import (
     rober,
     rober_jac,
 )
+from tests.rhs_suite import robertson as robertson_rhs
 
 # the kernels the tests need when no full build is installed (a full build takes a minute)
 KEYS = ["Tsit5", "DP8", ("bdf_solve", True), ("bdf_solve", False), ("rodas_solve", True),
@@ -168,6 +171,50 @@ def test_exceptions_and_failures_come_through(calls, method):
     sol = solve(make_problem(nan_after_one, [1.0], (0.0, 2.0), [0.0], nan_jac), method)
     assert not sol.success and "non-finite" in sol.message and "component 0" in sol.message
     assert sum(calls.values()) == 2
+
+
+@pytest.mark.parametrize("method, key", [("BDF", ("bdf_solve", True)),
+                                         ("ESDIRK", ("esdirk_solve", True))])  # fmt: skip
+def test_forward_sensitivities_through_the_ahead_of_time_kernels(calls, built, method, key):
+    """The staggered BDF/TR-BDF2 sensitivities call the same kernels with checked arrays:
+    bitwise the JIT's answer, and a derivative that matches central differences."""
+    if key not in built[1]:
+        pytest.skip(f"{key} not built")
+    p0 = np.array([0.04, 1e4, 3e7])
+    ts = 0.4 * 10.0 ** np.arange(0, 8)
+
+    def make(q):
+        return ODEProblem(robertson_rhs, [1.0, 0.0, 0.0], (0.0, 4e7), q)
+
+    kw = dict(t_eval=ts, method=method, rtol=1e-7, atol=np.array([1e-10, 1e-16, 1e-8]))
+    fast = forward_sensitivity(make(p0), **kw)
+    assert calls[key] >= 1
+    with aot.jit_only():
+        ref = forward_sensitivity(make(p0), **kw)
+    np.testing.assert_array_equal(fast.y, ref.y)
+    np.testing.assert_array_equal(fast.dy_dp, ref.dy_dp)
+    e = 1e-5 * p0[0]
+    fine = dict(method="BDF", t_eval=ts, rtol=1e-11, atol=np.array([1e-14, 1e-20, 1e-12]))
+    hi = solve(make(p0 + [e, 0, 0]), **fine).y
+    lo = solve(make(p0 - [e, 0, 0]), **fine).y
+    fd = (hi - lo) / (2 * e)
+    np.testing.assert_allclose(fast.dy_dp[:, :, 0], fd, atol=1e-4 * np.abs(fd).max())
+
+
+def test_fits_refuses_arrays_of_other_types():
+    key = ("bdf_solve", True)
+    sig = {k: s for k, _, s in aot._exports()}[key]
+    good = [None if t is numba.types.none else np.zeros(3, t.dtype.name) for t in sig]
+    assert aot.fits(key, good)
+    for i, t in enumerate(sig):
+        for bad in (np.zeros(6, "float32")[::2], np.zeros((3, 1)), [0.0, 1.0], np.zeros(3, int)):
+            args = list(good)
+            args[i] = bad
+            if t is not numba.types.none and not (np.asarray(bad).dtype == t.dtype.name
+                                                   and np.ndim(bad) == 1):  # fmt: skip
+                assert not aot.fits(key, args), (i, bad)
+    assert not aot.fits(key, good[:-1])
+    assert not aot.fits(key, good[:1] + [np.zeros(3, np.int64)] + good[2:])  # g: None expected
 
 
 def test_a_stale_build_is_never_loaded(built, monkeypatch):

@@ -14,10 +14,11 @@ even with an empty numba cache.
 
 Which calls use it: the compiled solves of :func:`~sensitivity.ode.solve.solve` and
 :class:`~sensitivity.ode.solve.Solver` (every method of ``METHODS``, with and without
-events, dense or banded LU). Their arguments are arrays that ``solve`` builds itself
-(validated copies: C-contiguous float64 or int64), which matters because a pycc function
-does not check the types of its arguments. Forward sensitivities, adjoints and the sparse
-LU path keep the JIT kernels.
+events, dense or banded LU), whose arguments are arrays that ``solve`` builds itself
+(validated copies: C-contiguous float64 or int64), and the staggered BDF and TR-BDF2
+forward sensitivities, whose arguments :func:`fits` checks first: a pycc function does not
+check the types of its arguments. The other sensitivity kernels, the adjoints and the
+sparse LU path keep the JIT kernels.
 
 Safety: the module's file name carries a fingerprint of everything its code depends on
 (the sources of :mod:`sensitivity.ode` and of the dual-number layer, the numba, llvmlite
@@ -41,6 +42,9 @@ import os
 import sys
 import sysconfig
 import warnings
+
+import numpy as np
+from numba.core import types
 
 from sensitivity.ode.control import NO_NUMBA, PACKAGE_STAMP
 
@@ -86,8 +90,6 @@ def _exports():
     those ``solve`` calls with (the contract of the kernels' docstrings): function
     addresses int64, the other arrays float64, event flags int64, all 1-D C-contiguous.
     """
-    from numba.core import types
-
     from sensitivity.ode import bdf, esdirk, rosenbrock
     from sensitivity.ode.solve import METHODS, ExplicitRK
 
@@ -221,6 +223,32 @@ def kernel(key):
     if _TABLE is None:
         _TABLE = _load()
     return _TABLE.get(key)
+
+
+def fits(key, args):
+    """True if ``args`` have the types the kernel of ``key`` was compiled for: a pycc
+    function reads its arguments as those types whatever they are."""
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        sig = _SIGNATURES[key] = {k: s for k, _, s in _exports()}[key]
+    if len(args) != len(sig):
+        return False
+    for arg, want in zip(args, sig):
+        if want is types.none:
+            if arg is not None:
+                return False
+        elif not (
+            type(arg) is np.ndarray
+            and arg.dtype == _DTYPES[want.dtype.name]
+            and arg.ndim == 1
+            and arg.flags.c_contiguous
+        ):
+            return False
+    return True
+
+
+_SIGNATURES = {}
+_DTYPES = {"int64": np.dtype(np.int64), "float64": np.dtype(np.float64)}
 
 
 @contextlib.contextmanager

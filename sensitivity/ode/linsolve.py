@@ -358,7 +358,11 @@ class StiffMethod:
         elif self.takes_sens:  # the sensitivity function's addresses (the rhs's when unused)
             extra = funcs[:2] if sens is None else np.asarray(sens, np.int64)
             funcs = np.concatenate([funcs, extra])
-        if compiled and sparse_jac is None and sens is None and P is None:
-            # solve()'s arrays, whose types the ahead-of-time kernels take (sensitivity.ode.aot)
-            kernel = aot.kernel((kernel.py_func.__name__, g is None)) or kernel
-        return kernel(funcs, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)
+        args = (funcs, g, t_span, y0, p, tol, opts, t_eval, *ev, *tail)
+        if compiled and sparse_jac is None:  # the ahead-of-time kernel (sensitivity.ode.aot)
+            key = (kernel.py_func.__name__, g is None)
+            fast = aot.kernel(key)
+            # solve()'s own arrays have its types; a sensitivity solver's are checked
+            if fast is not None and ((sens is None and P is None) or aot.fits(key, args)):
+                kernel = fast
+        return kernel(*args)
