@@ -237,3 +237,18 @@ def test_every_method_has_an_export():
         else:
             kernel = method.kernel().py_func.__name__
             assert (kernel, True) in keys and (kernel, False) in keys
+
+
+def test_the_build_command_says_why_it_could_not_build(monkeypatch, capsys):
+    """No C compiler (say): the command explains and exits 0 (solves compile on first use),
+    or 1 with --strict; nothing is loaded."""
+
+    def fail(*args, **kwargs):
+        raise OSError("no C compiler found")
+
+    monkeypatch.setattr(aot, "build", fail)
+    monkeypatch.setattr(aot, "DISABLED", False)
+    assert aot.main([]) == 0
+    out = capsys.readouterr().out
+    assert "could not build" in out and "no C compiler" in out and "first use" in out
+    assert aot.main(["--strict"]) == 1

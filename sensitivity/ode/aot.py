@@ -24,7 +24,8 @@ Safety: the module's file name carries a fingerprint of everything its code depe
 (the sources of :mod:`sensitivity.ode` and of the dual-number layer, the numba, llvmlite
 and Python versions, and the host CPU, since the code uses its instruction set). A changed
 source, an upgrade or another machine finds no module of its fingerprint and runs the JIT
-kernels, bitwise the same. ``SENSITIVITY_NO_AOT=1`` turns the module off.
+kernels, bitwise the same. ``SENSITIVITY_NO_AOT=1`` turns the module off;
+``SENSITIVITY_AOT_DIR`` puts it elsewhere than beside this file (a read-only install).
 
 The step loops are the same machine code as the JIT's; see :func:`_as_the_jit_compiles`
 for the two settings of numba's ahead-of-time compiler that the build changes.
@@ -48,7 +49,10 @@ from numba.core import types
 
 from sensitivity.ode.control import NO_NUMBA, PACKAGE_STAMP
 
-DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_aot")
+# where builds go and are looked for: beside this module, unless the install is read-only
+DIRECTORY = os.environ.get("SENSITIVITY_AOT_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "_aot"
+)
 PREFIX = "kernels_"
 DISABLED = (
     NO_NUMBA
@@ -275,7 +279,7 @@ def main(argv=None):
     import time
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", default=None, help="output directory (default: the package's)")
+    parser.add_argument("--dir", default=None, help=f"output directory (default: {DIRECTORY})")
     parser.add_argument("--verbose", action="store_true", help="show the compiler commands")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the build fails")
     args = parser.parse_args(argv)
@@ -290,6 +294,8 @@ def main(argv=None):
               f"{exc}); solves compile them on first use instead")  # fmt: skip
         return 1 if args.strict else 0
     print(f"sensitivity.ode.aot: built {path} in {time.perf_counter() - start:.0f} s")
+    if args.dir and os.path.abspath(args.dir) != os.path.abspath(DIRECTORY):
+        print(f"  solves look in {DIRECTORY}: set SENSITIVITY_AOT_DIR={args.dir} to use it")
     return 0
 
 
