@@ -120,7 +120,8 @@ def build(directory=None, keys=None, verbose=False):
     Parameters
     ----------
     directory : str, optional
-        Where to write (default: ``_aot`` beside this module).
+        Where to write (default :data:`DIRECTORY`: ``_aot`` beside this module, or
+        ``SENSITIVITY_AOT_DIR``; solves look there only).
     keys : iterable, optional
         Only these kernels (keys of :func:`_exports`; for tests).
     verbose : bool
