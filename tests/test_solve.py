@@ -376,3 +376,19 @@ def test_warmup_compiles_both_kernels_of_a_method_and_the_event_kernel_is_right(
                     events=Events(solve_module._half_life))  # fmt: skip
         assert sol.t_events[0] == pytest.approx([np.log(2.0)], rel=1e-7)
         assert sol.y_events[0][0, 0] == pytest.approx(0.5, rel=1e-7)
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "BDF"])
+@pytest.mark.parametrize("compile", [True, False])
+def test_status_and_success_are_python_scalars(method, compile):
+    """The status codes are numpy int64 inside the kernels (for the ahead-of-time compiler);
+    a Solution carries plain int and bool whichever path ran (JSON, ``is True``)."""
+    import json
+
+    prob = make_problem(lotka_volterra, [1.0, 1.0], (0.0, 1.0), [1.5, 1.0, 3.0, 1.0],
+                        lotka_volterra_jac, compile=compile)  # fmt: skip
+    for max_steps in (100_000, 2):
+        sol = solve(prob, method, max_steps=max_steps)
+        assert type(sol.status) is int and type(sol.success) is bool
+        json.dumps({"status": sol.status, "success": sol.success})
+    assert sol.status == -2 and sol.success is False

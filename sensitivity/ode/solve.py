@@ -626,6 +626,7 @@ def _check_vector(x, size, name):
 
 def _solution(trace, meth, dense, events, max_steps):
     status, y_out, extra = trace  # extra: [t, component, nfev, ..., nreject, t_out, ...]
+    status = int(status)  # a Python twin returns the numpy int64 of the status constants
     k, n = y_out.shape
     c = extra[:STATS].tolist()
     t_out = extra[STATS : STATS + k]
