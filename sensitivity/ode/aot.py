@@ -86,6 +86,12 @@ def module_path(directory=None):
     return os.path.join(directory or DIRECTORY, PREFIX + fingerprint() + suffix)
 
 
+def _module_name(path):
+    """The extension's module name: its file name without suffixes (pycc names the init
+    function after it, so the loader must use the same name)."""
+    return os.path.basename(path).split(".")[0]
+
+
 def _exports():
     """``[(key, dispatcher, signature)]``: every kernel that :func:`kernel` serves.
 
@@ -143,7 +149,7 @@ def build(directory=None, keys=None, verbose=False):
     directory = directory or DIRECTORY
     os.makedirs(directory, exist_ok=True)
     path = module_path(directory)
-    cc = WithConstants(os.path.basename(path).split(".")[0])
+    cc = WithConstants(_module_name(path))
     cc.output_dir = directory
     cc.target_cpu = "host"  # the JIT's code: the fingerprint ties the file to this CPU
     cc.verbose = verbose
@@ -209,7 +215,7 @@ def _load(directory=None):
     path = module_path(directory)
     if not os.path.exists(path):
         return {}
-    name = os.path.basename(path).split(".")[0]
+    name = _module_name(path)
     loader = importlib.machinery.ExtensionFileLoader(name, path)
     spec = importlib.util.spec_from_file_location(name, path, loader=loader)
     module = importlib.util.module_from_spec(spec)
