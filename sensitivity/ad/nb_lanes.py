@@ -42,8 +42,12 @@ def store(a, k, x):
 
 
 def prefetch(a, k):
-    """Ask for the cache line that holds ``a[k]``; a hint, which never faults (compiled
-    only: nothing happens in Python)."""
+    """Ask for the cache line that holds ``a[k]``, to read it; a hint, which never faults
+    (compiled only: nothing happens in Python)."""
+
+
+def prefetch_write(a, k):
+    """Ask for the cache line that holds ``a[k]``, to write it (:func:`prefetch`)."""
 
 
 def _float_vector(a):
@@ -94,9 +98,12 @@ def _vmul(typingctx, x, y):
     return None
 
 
-@intrinsic
-def _prefetch(typingctx, a, k):
-    if _float_vector(a) and isinstance(k, types.Integer):
+def _prefetch_intrinsic(write):
+    """An intrinsic ``(a, k)``: ``llvm.prefetch`` of ``&a[k]``, to read or to write."""
+
+    def pf(typingctx, a, k):
+        if not (_float_vector(a) and isinstance(k, types.Integer)):
+            return None
 
         def codegen(context, builder, sig, args):
             # not inbounds: a hint may point past the array (it never faults)
@@ -104,33 +111,39 @@ def _prefetch(typingctx, a, k):
             i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
             fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-            # read, keep in all cache levels (locality 3), data cache
-            flags = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+            # read (0) or write (1), keep in all cache levels (locality 3), data cache
+            flags = [ir.Constant(i32, int(write)), ir.Constant(i32, 3), ir.Constant(i32, 1)]
             builder.call(fn, [builder.bitcast(p, i8p)] + flags)
             return context.get_dummy_value()
 
         return types.void(a, k), codegen
-    return None
+
+    pf.__name__ = pf.__qualname__ = "_prefetch_write" if write else "_prefetch"
+    return intrinsic(pf)
 
 
-@overload(load, target="cpu")
-def _load(a, k):
-    if _float_vector(a):
-        return lambda a, k: _vload(a, k)
-    return None
+_prefetch, _prefetch_write = _prefetch_intrinsic(False), _prefetch_intrinsic(True)
+
+
+def _lower_to(intrinsic_fn):
+    """An overload implementation ``(a, k)`` that calls ``intrinsic_fn`` on float64 C vectors."""
+
+    def impl(a, k):
+        if _float_vector(a):
+            return lambda a, k: intrinsic_fn(a, k)
+        return None
+
+    return impl
+
+
+for _fn, _intr in ((load, _vload), (prefetch, _prefetch), (prefetch_write, _prefetch_write)):
+    overload(_fn, target="cpu")(_lower_to(_intr))
 
 
 @overload(store, target="cpu")
 def _store(a, k, x):
     if _float_vector(a):
         return lambda a, k, x: _vstore(a, k, x)
-    return None
-
-
-@overload(prefetch, target="cpu")
-def _prefetch_overload(a, k):
-    if _float_vector(a):
-        return lambda a, k: _prefetch(a, k)
     return None
 
 

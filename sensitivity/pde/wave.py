@@ -359,7 +359,7 @@ class Acoustic2D:
         pass needs nothing else from the forward fields.
         """
         data = np.empty((self.nt, self.receivers.n))
-        # rows of whole 64-byte lines, for the kernel's non-temporal stores
+        # rows of whole 64-byte lines: each vector of eight images stays in one line
         shape = (self.nt - 1, -(-k[0].shape[0] // 8) * 8)
         wshape = (2, (self.shape[0] + 2 * HALO) * k[4])
         if workspace is None:

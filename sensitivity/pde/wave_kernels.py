@@ -38,7 +38,6 @@ import numpy as np
 from numba import njit
 
 from sensitivity.ad import nb_lanes as ln
-from sensitivity.ad.nb import stream_block
 from sensitivity.pde.points import inject, sample
 
 
@@ -51,31 +50,39 @@ def _views(u, W, n):
 
 
 @njit(cache=True, inline="always")
-def _lap9(cs, c, xm, xp, xmm, xpp, zm, zp, zmm, zpp):
+def _coefs(cs):
+    """The five distinct stencil weights: centre (x and z together), x +-1, x +-2, z +-1,
+    z +-2, from ``cs`` = (c0_x, c1_x, c2_x, c0_z, c1_z, c2_z)."""
+    return cs[0] + cs[3], cs[1], cs[2], cs[4], cs[5]
+
+
+@njit(cache=True, inline="always")
+def _lap9(c, x0, xm, xp, xmm, xpp, zm, zp, zmm, zpp):
     """4th-order Laplacian from the centre and its eight neighbours (floats or lanes);
-    ``cs`` = (c0_x, c1_x, c2_x, c0_z, c1_z, c2_z)."""
-    return (
-        (cs[0] + cs[3]) * c
-        + cs[1] * (xm + xp)
-        + cs[2] * (xmm + xpp)
-        + cs[4] * (zm + zp)
-        + cs[5] * (zmm + zpp)
-    )
+    ``c`` from :func:`_coefs`."""
+    return c[0] * x0 + c[1] * (xm + xp) + c[2] * (xmm + xpp) + c[3] * (zm + zp) + c[4] * (zmm + zpp)
 
 
 @njit(cache=True, inline="always")
 def _lap(v, k, cs):
     """4th-order Laplacian at sweep index ``k`` (``v``: the views of :func:`_views`)."""
-    return _lap9(cs, v[0][k], v[1][k], v[2][k], v[3][k], v[4][k], v[5][k], v[6][k], v[7][k],
-                 v[8][k])  # fmt: skip
+    return _lap9(_coefs(cs), v[0][k], v[1][k], v[2][k], v[3][k], v[4][k], v[5][k], v[6][k],
+                 v[7][k], v[8][k])  # fmt: skip
 
 
 @njit(cache=True, inline="always")
-def _lap_lanes(v, k, cs):
-    """:func:`_lap` at sweep indices ``k ... k+7``, as lanes."""
-    return _lap9(cs, ln.load(v[0], k), ln.load(v[1], k), ln.load(v[2], k), ln.load(v[3], k),
-                 ln.load(v[4], k), ln.load(v[5], k), ln.load(v[6], k), ln.load(v[7], k),
-                 ln.load(v[8], k))  # fmt: skip
+def _lap_at(u, b, W, c):
+    """4th-order Laplacian of the padded field ``u`` at ``u[b]`` (``b >= 2 W``)."""
+    return _lap9(c, u[b], u[b - W], u[b + W], u[b - 2 * W], u[b + 2 * W], u[b - 1], u[b + 1],
+                 u[b - 2], u[b + 2])  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _lap_lanes(u, b, W, c):
+    """:func:`_lap_at` at ``u[b:b+8]``, as lanes."""
+    return _lap9(c, ln.load(u, b), ln.load(u, b - W), ln.load(u, b + W), ln.load(u, b - 2 * W),
+                 ln.load(u, b + 2 * W), ln.load(u, b - 1), ln.load(u, b + 1), ln.load(u, b - 2),
+                 ln.load(u, b + 2))  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -118,53 +125,46 @@ def step_inplace(u, up, al, ia, cs, W):
         o[k] = _new(v[0][k], o[k], al[k], ia[k], _lap(v, k, cs))
 
 
-# Nodes per block of step_image_inplace: its images, in an L1-resident scratch array,
-# then go to the store with non-temporal stores (a multiple of 8: whole 64-byte lines).
-IMAGE_BLOCK = 1024
-
-
-@njit(cache=True, inline="always")
-def _shifted(v, c):
-    """The nine views of :func:`_views` advanced by ``c`` values."""
-    return (v[0][c:], v[1][c:], v[2][c:], v[3][c:], v[4][c:], v[5][c:], v[6][c:], v[7][c:],
-            v[8][c:])  # fmt: skip
+# Nodes ahead of the sweep at which the lanes kernels below ask for the lines of an
+# image (32 lines each). On a Camembert shot, 128 to 2048 nodes ahead changed the
+# forward pass with images by 0.6 ms and the reverse pass by 0.5 ms; 256 was best for both.
+PREFETCH_AHEAD = 256
 
 
 @njit(cache=True)
-def step_image_inplace(u, up, al, ia, cs, W, D, scratch):
+def step_image_inplace(u, up, al, ia, cs, W, D):
     """:func:`step_inplace`, and the image ``D`` (n,) of (u', u, up) while they are in registers.
 
-    By blocks of ``IMAGE_BLOCK`` nodes: the block's images go to ``scratch`` (at least
-    ``IMAGE_BLOCK`` long, staying in the L1 cache), then to ``D`` with non-temporal stores
-    if ``D`` starts on a 64-byte line. The store-all gradient writes one image per step,
-    far more than the caches hold; a plain store first reads each line from memory, which
-    made writing the images cost 1.4 times what these stores cost (measured on one
-    Camembert shot: 24.1 -> 21.2 ms for the forward pass with images). Each block's loop
-    runs from 0 over views advanced to the block, so its indices stay non-negative
-    (see :func:`_views`).
+    The store-all gradient writes one image per step, far more than the caches hold.
+    A store to a line that is not in the cache waits for the line to come from memory;
+    this sweep asks for each line of ``D`` ``PREFETCH_AHEAD`` nodes before it writes
+    there, so that the transfer overlaps the stencil's arithmetic. LLVM does not
+    vectorise a loop that prefetches, so the sweep is written in lanes of eight
+    (:mod:`sensitivity.ad.nb_lanes`), indexed from the padded fields themselves:
+    one base pointer for the centre and its four neighbours along z leaves the
+    compiler registers enough for the loop's nine streams (with the nine views of
+    :func:`_views` it spilled three to the stack, and took 16.2 instead of 13.4 ms
+    for the steps of a Camembert shot). On the forward pass of that shot, with
+    the steps alone at 13.5 ms, the images cost 4.1 ms this way, 5.6 ms with
+    non-temporal stores, and 8.3 ms with plain stores. Per node the operations and
+    their order are those of :func:`step_inplace` and :func:`_image`.
     """
     n = al.shape[0]
-    v = _views(u, W, n)
-    o = up[2 * W :]
-    stream = D.ctypes.data % 64 == 0
-    for c in range(0, n, IMAGE_BLOCK):
-        m = min(IMAGE_BLOCK, n - c)
-        vc, oc, alc, iac = _shifted(v, c), o[c:], al[c:], ia[c:]
-        for k in range(m):
-            a1, a2 = vc[0][k], oc[k]
-            a0 = _new(a1, a2, alc[k], iac[k], _lap(vc, k, cs))
-            oc[k] = a0
-            scratch[k] = _image(a0, a1, a2, alc[k])
-        whole = m - m % 8 if stream else 0
-        for j in range(0, whole, 8):
-            stream_block(D, c + j, scratch, j)
-        for j in range(whole, m):
-            D[c + j] = scratch[j]
-
-
-# Nodes ahead of its sweep at which step_image_pair asks for the images (32 lines of
-# each): the same 21-22 ms for its reverse pass of a Camembert shot from 256 to 2048.
-PREFETCH_AHEAD = 256
+    whole = n - n % ln.LANES
+    s, c = 2 * W, _coefs(cs)
+    for k in range(0, whole, ln.LANES):
+        ln.prefetch_write(D, k + PREFETCH_AHEAD)
+        b = s + k
+        a1, a2, alk = ln.load(u, b), ln.load(up, b), ln.load(al, k)
+        a0 = _new(a1, a2, alk, ln.load(ia, k), _lap_lanes(u, b, W, c))
+        ln.store(up, b, a0)
+        ln.store(D, k, _image(a0, a1, a2, alk))
+    for k in range(whole, n):
+        b = s + k
+        a1, a2 = u[b], up[b]
+        a0 = _new(a1, a2, al[k], ia[k], _lap_at(u, b, W, c))
+        up[b] = a0
+        D[k] = _image(a0, a1, a2, al[k])
 
 
 @njit(cache=True)
@@ -173,30 +173,29 @@ def step_image_pair(m1, m2, al, ia, cs, W, D1, D0, g):
 
     ``m1`` holds mu^{n+1}, ``m2`` mu^{n+2}, which the step overwrites with mu^n
     (:func:`step_inplace`); ``D1``, ``D0`` (>= n) are the stored images of steps n + 1
-    and n. The images come from memory, far beyond the caches: this sweep asks for
-    them ``PREFETCH_AHEAD`` nodes ahead, so that their transfer overlaps the
-    stencil's arithmetic instead of following it. LLVM does not vectorise a loop
-    that prefetches, so the sweep is written in lanes of eight
-    (:mod:`sensitivity.ad.nb_lanes`). The reverse pass of a Camembert shot took
-    21.3-22.1 ms this way, 23.7-24.3 ms with a separate pass for the images, and
-    26.3 ms with this sweep not prefetching. Per node the operations and their order are those of
-    the scalar kernels, so the results are bitwise theirs.
+    and n. The images come from memory: this sweep asks for them ``PREFETCH_AHEAD``
+    nodes ahead, so that their transfer overlaps the stencil's arithmetic, in lanes
+    as :func:`step_image_inplace`. The reverse pass of a Camembert shot took 19.7 ms
+    this way (its forward modelling: 14.0 ms), 23.7-24.3 ms with a separate pass
+    for the images. Per node the operations and their order are those of the
+    scalar kernels, so the results are bitwise theirs.
     """
     n = al.shape[0]
-    v = _views(m1, W, n)
-    o = m2[2 * W :]
     whole = n - n % ln.LANES
+    s, c = 2 * W, _coefs(cs)
     for k in range(0, whole, ln.LANES):
         if k + PREFETCH_AHEAD < whole:
             ln.prefetch(D1, k + PREFETCH_AHEAD)
             ln.prefetch(D0, k + PREFETCH_AHEAD)
-        a1, a2 = ln.load(v[0], k), ln.load(o, k)
+        b = s + k
+        a1, a2 = ln.load(m1, b), ln.load(m2, b)
         ln.store(g, k, (ln.load(g, k) - a2 * ln.load(D1, k)) - a1 * ln.load(D0, k))
-        ln.store(o, k, _new(a1, a2, ln.load(al, k), ln.load(ia, k), _lap_lanes(v, k, cs)))
+        ln.store(m2, b, _new(a1, a2, ln.load(al, k), ln.load(ia, k), _lap_lanes(m1, b, W, c)))
     for k in range(whole, n):
-        a1, a2 = v[0][k], o[k]
+        b = s + k
+        a1, a2 = m1[b], m2[b]
         g[k] = (g[k] - a2 * D1[k]) - a1 * D0[k]
-        o[k] = _new(a1, a2, al[k], ia[k], _lap(v, k, cs))
+        m2[b] = _new(a1, a2, al[k], ia[k], _lap_at(m1, b, W, c))
 
 
 @njit(cache=True)
@@ -245,8 +244,7 @@ def forward_loop(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, ustore):
 @njit(cache=True, nogil=True)
 def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, store, work):
     """Time loop storing the image ``D^n`` of every step n < nt - 1 in ``store`` (nt - 1, >= n)
-    (with non-temporal stores when its rows start on 64-byte lines: see
-    :func:`step_image_inplace`).
+    (:func:`step_image_inplace`).
 
     The reverse pass then reads one stored field per step instead of three (the
     store-all gradient is bound by memory traffic). The image is formed in the
@@ -259,7 +257,6 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sto
     u[:] = 0.0
     up[:] = 0.0
     kept = np.empty(sidx.shape[:2])  # u^{n-1} at the source nodes, overwritten by the step
-    scratch = np.empty(IMAGE_BLOCK)
     for n in range(nt):
         sample(u.reshape(pad), ridx, rw, data[n])
         if n == nt - 1:
@@ -268,7 +265,7 @@ def forward_loop_images(nt, al, ia, iau, cs, W, sidx, sw, q, ridx, rw, data, sto
             for k in range(4):
                 kept[p, k] = up[(sidx[p, k, 0] + 2) * W + sidx[p, k, 1] + 2]
         D = store[n]
-        step_image_inplace(u, up, al, ia, cs, W, D, scratch)
+        step_image_inplace(u, up, al, ia, cs, W, D)
         inject(up.reshape(pad), sidx, sw, q[n], iau, 2)
         for p in range(sidx.shape[0]):  # the injected nodes changed after their image
             for k in range(4):
