@@ -5,7 +5,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from sensitivity.ad.nb_lanes import LANES, load, prefetch, store
+from sensitivity.ad.nb_lanes import LANES, load, prefetch, prefetch_write, store
 
 
 def sweep(a, b, c, s, out):
@@ -15,6 +15,7 @@ def sweep(a, b, c, s, out):
     whole = n - n % LANES
     for k in range(0, whole, LANES):
         prefetch(a, k + 4096)
+        prefetch_write(out, k + 256)
         x = load(a, k)
         store(out, k, (x - load(b, k)) * load(c, k) + s * x)
     for k in range(whole, n):
@@ -47,7 +48,7 @@ def test_python_twins_copy_and_write_whole_lanes():
     assert np.array_equal(a, np.arange(20.0))
     store(a, 8, np.full(LANES, 7.0))
     assert np.array_equal(a[8:16], np.full(8, 7.0)) and a[7] == 7.0 and a[16] == 16.0
-    assert prefetch(a, 10**9) is None
+    assert prefetch(a, 10**9) is None and prefetch_write(a, -(10**9)) is None
 
 
 def test_lanes_refuse_arrays_they_cannot_load():

@@ -3,18 +3,23 @@ hand-vectorised sweeps.
 
 Inside a numba kernel ``load(a, k)`` is one ``<8 x double>`` load of ``a[k:k+8]``,
 ``store(a, k, x)`` one store, ``+``, ``-`` and ``*`` act lane by lane (a float
-times lanes too), and ``prefetch(a, k)`` asks the cache for the line that holds
-``a[k]``. Called from Python (or under ``NUMBA_DISABLE_JIT=1``) the same
-functions work on numpy arrays of eight values and ``prefetch`` does nothing;
-every operation is the same IEEE operation lane by lane, so both give the same
-bits.
+times lanes too), and ``prefetch(a, k)`` / ``prefetch_write(a, k)`` ask the cache
+for the line that holds ``a[k]``, to read or to write it. Called from Python (or
+under ``NUMBA_DISABLE_JIT=1``) the same functions work on numpy arrays of eight
+values and the prefetches do nothing; every operation is the same IEEE operation
+lane by lane, so both give the same bits.
 
 Why: LLVM vectorises a plain loop by itself, but not one that also issues
-prefetches, and a sweep that streams a large array from memory while it
+prefetches, and a sweep that streams a large array to or from memory while it
 computes gains from them (the store-all FWI gradient: see
-:func:`sensitivity.pde.wave_kernels.step_image_pair`). The compiled loads and
+:func:`sensitivity.pde.wave_kernels.step_image_inplace` and
+:func:`~sensitivity.pde.wave_kernels.step_image_pair`). The compiled loads and
 stores do not check bounds: a kernel runs them on whole groups of eight inside
 its arrays and finishes the remainder with scalar code.
+
+numba's cache tracks only the file of a cached kernel: after a change here,
+clear the caches of the kernels that use these functions (their own files are
+unchanged), as after any change to a helper in another module.
 """
 
 from __future__ import annotations
