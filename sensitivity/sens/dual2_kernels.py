@@ -36,7 +36,7 @@ import numba
 from sensitivity.ad.core import new_tag
 from sensitivity.ad.nb_dual2_array import dual2_array_k
 from sensitivity.sens import templates
-from sensitivity.sens.forward_kernels import view2d
+from sensitivity.sens.forward_kernels import borrowed1d, borrowed2d
 
 __all__ = ["aug_jvp_kernel", "second_order_kernel"]
 
@@ -45,6 +45,7 @@ rhs = None
 K = 0
 TAG = 0
 TAG2 = 0
+view1d = view2d = None
 
 
 def _second_order(t, y, p, S, Sp, u, up, W, Wp, f, G, fd, dG):
@@ -71,18 +72,24 @@ def _aug_jvp(t, Y, P, V, out):
     n = Y.shape[0] // (K + 1)
     m = P.shape[0] // (K + 1)
     N = Y.shape[0]
+    # views of the arguments (compiled: without an owner, so not reference-counted)
     a, b = view2d(Y, n, n, K), view2d(V, n, n, K)
-    yd = dual2_array_k(Y[:n], a, V[:n], b, TAG, TAG2, K)
+    yd = dual2_array_k(view1d(Y, 0, n, 0), a, view1d(V, 0, n, 0), b, TAG, TAG2, K)
     a, b = view2d(P, m, m, K), view2d(V, N + m, m, K)
-    pd = dual2_array_k(P[:m], a, V[N : N + m], b, TAG, TAG2, K)
+    pd = dual2_array_k(view1d(P, 0, m, 0), a, view1d(V, N, m, 0), b, TAG, TAG2, K)
     a, b = view2d(out, n, n, K), view2d(out, N + n, n, K)
-    res = dual2_array_k(out[:n], a, out[N : N + n], b, TAG, TAG2, K)
+    res = dual2_array_k(view1d(out, 0, n, 0), a, view1d(out, N, n, 0), b, TAG, TAG2, K)
     rhs(t, yd, pd, res)
 
 
 def _view2d_python(a, start, rows, cols):
-    # forward_kernels.view2d for the plain-Python kernels
+    # forward_kernels.borrowed2d for the plain-Python kernels
     return a[start : start + rows * cols].reshape((rows, cols))
+
+
+def _view1d_python(a, start, rows, cols):
+    # forward_kernels.borrowed1d for the plain-Python kernels
+    return a[start : start + rows]
 
 
 def _tags(compile):
@@ -108,7 +115,8 @@ def aug_jvp_kernel(f, K, compile=True):
     python = not compile or numba.config.DISABLE_JIT
     return templates.build(
         _aug_jvp, f, K, compile, "aug_jvp", TAG=tag, TAG2=tag2, dual2_array_k=dual2_array_k,
-        view2d=_view2d_python if python else view2d,
+        view2d=_view2d_python if python else borrowed2d,
+        view1d=_view1d_python if python else borrowed1d,
     )  # fmt: skip
 
 
