@@ -73,7 +73,7 @@ from sensitivity.ode.events import (
     step_outputs,
     wants_dense,
 )
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, solve_lu_block, workspace
 
 MAX_ORDER = 5
 NEWTON_MAXITER = 4  # as ode15s: a slow Newton is cheaper to restart with a smaller step
@@ -279,13 +279,9 @@ def sens_corrector(sens, t_new, Y, Y_pred, c, psi, M, piv, scale, P, d, F, dY, n
     old = -1.0
     for it in range(SENS_MAXITER):
         sens(t_new, Y, P, F)
-        for k in range(K):
-            for i in range(n):
-                j = n + i * K + k
-                r[i] = c * F[j] - psi[j] - d[j]
-            solve_lu(M, piv, r, r)
-            for i in range(n):
-                dY[n + i * K + k] = r[i]
+        for j in range(n, N):
+            dY[j] = c * F[j] - psi[j] - d[j]
+        solve_lu_block(M, piv, dY[n:], K, r)  # the K columns of S together
         acc = 0.0
         for i in range(n, N):
             acc += (dY[i] / scale[i]) ** 2

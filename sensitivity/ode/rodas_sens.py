@@ -71,6 +71,7 @@ from sensitivity.ode.linsolve import (
     new_jacobian,
     python_twin,
     solve_lu,
+    solve_lu_block,
     with_band,
     workspace,
 )
@@ -155,14 +156,9 @@ def sens_stages(sens, jvp, t, Z, F0, Ft, h, M, piv, P, U, work, V, JV, B, n):
             jvp(t, Z, P, V, JV)  # second half: [J u_i, B u_i]
             for q in range(N - n):
                 Bu[q] = JV[N + n + q]
-        for r in range(n):
-            for k in range(K):
-                col[k * n + r] = Ui[n + r * K + k] + gh * Bu[r * K + k]
-        for k in range(K):  # the K sensitivity columns, with the same LU
-            solve_lu(M, piv, col[k * n : (k + 1) * n], col[k * n : (k + 1) * n])
-        for r in range(n):
-            for k in range(K):
-                Ui[n + r * K + k] = col[k * n + r]
+        for q in range(N - n):
+            Ui[n + q] += gh * Bu[q]
+        solve_lu_block(M, piv, Ui[n:], K, col)  # the K sensitivity columns, with the same LU
     return 5, -1
 
 
