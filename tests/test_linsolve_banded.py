@@ -259,3 +259,37 @@ def test_wide_patterns_keep_the_sparse_path():
     assert linsolve.band(prob) is None and linsolve.sparse_lu(prob)
     assert linsolve.choose(prob.jac_sparsity) is linsolve.SPARSE
     assert sn.Solver(prob, "BDF").band is None
+
+
+@pytest.mark.parametrize("n, kl, ku", SHAPES)
+@pytest.mark.parametrize("K", [1, 3, 8])
+@pytest.mark.parametrize("layout", ["dense", "banded", "banded LAPACK (Python)"])
+def test_block_solve_is_bitwise_the_column_solves(n, kl, ku, K, layout, rng):
+    # solve_lu_block solves the K columns of a row-major (n, K) block together; per column
+    # it must give exactly solve_lu's bits, and solve the system
+    J = random_band(rng, n, kl, ku)
+    if layout == "dense":
+        Jw, M, piv = linsolve.workspace(n, linsolve.with_band(np.zeros(0)))
+        Jw[:] = J
+        solve, block = linsolve.solve_lu, linsolve.solve_lu_block
+    elif layout == "banded":
+        Jw, M, piv = band_workspace(n, kl, ku, J)
+        solve, block = linsolve.solve_lu, linsolve.solve_lu_block
+    else:
+        Jw = linsolve.banded_jacobian(lambda t, y: sp.coo_matrix(J), 0.0, None, None, None)
+        M, piv = None, None
+        solve, block = linsolve.BANDED["solve_lu"], linsolve.BANDED["solve_lu_block"]
+    if layout == "banded LAPACK (Python)":
+        M = linsolve.BANDED["factor"](Jw, C, None, None)
+    else:
+        M = linsolve.factor(Jw, C, M, piv)
+    B = rng.standard_normal((n, K))
+    X = B.ravel().copy()
+    block(M, piv, X, K, np.empty(n))
+    for k in range(K):
+        x = np.empty(n)
+        solve(M, piv, B[:, k].copy(), x)
+        assert np.array_equal(X.reshape(n, K)[:, k], x)
+    A, X = np.eye(n) - C * J, X.reshape(n, K)
+    scale = (np.abs(A) @ np.abs(X)).max()  # LU's backward error is relative to |A| |X|
+    np.testing.assert_allclose(A @ X, B, rtol=0, atol=1e-13 * scale)

@@ -73,7 +73,7 @@ from sensitivity.ode.events import (
     step_outputs,
     wants_dense,
 )
-from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, workspace
+from sensitivity.ode.linsolve import factor, new_jacobian, solve_lu, solve_lu_block, workspace
 
 GAMMA = 2.0 - math.sqrt(2.0)
 D = GAMMA / 2.0
@@ -356,13 +356,8 @@ def filter_columns(M, piv, err, n, n_err, r):
     does, the filter uses the diagonal blocks only. Columns outside ``n_err`` are skipped.
     """
     N = err.shape[0]
-    K = (N - n) // n
-    for k in range(K if n_err > n else 0):
-        for i in range(n):
-            r[i] = err[n + i * K + k]
-        solve_lu(M, piv, r, r)
-        for i in range(n):
-            err[n + i * K + k] = r[i]
+    if n_err > n:
+        solve_lu_block(M, piv, err[n:], (N - n) // n, r)
 
 
 @dataclass(frozen=True)
