@@ -269,7 +269,7 @@ class SensitivitySolver:
             _Chunk(self, self.columns[c0 : c0 + self.K])
             for c0 in range(0, len(self.columns), self.K)
         ]
-        self._f0_needed = any(ch.f0_weights.any() for ch in self.chunks)
+        self._f0_needed = any(ch.f0_needed for ch in self.chunks)
         tf_dp = self.t_span_dp is not None and self.t_span_dp[1].any() and "p" in parts
         self._tf_needed = "t_span" in parts or tf_dp
 
@@ -349,7 +349,7 @@ class _Chunk:
         n, m = prob.n, prob.m
         self.owner, self.cols, self.n, self.m = owner, cols, n, m
         E, S0 = np.zeros((m, K)), np.zeros((n, K))  # zero padding keeps one kernel per K
-        self.f0_weights = np.zeros(K)  # S0[:, c] -= w_c f(t0, y0), set per call
+        weights = [0.0] * K  # S0[:, c] -= w_c f(t0, y0), set per call
         self.pidx = [-1] * K
         for c, j in enumerate(cols):
             if j < m:
@@ -357,11 +357,13 @@ class _Chunk:
                 if owner.y0_dp is not None:
                     S0[:, c] = owner.y0_dp[:, j]
                 if owner.t_span_dp is not None:
-                    self.f0_weights[c] = owner.t_span_dp[0, j]
+                    weights[c] = float(owner.t_span_dp[0, j])
             elif j < m + n:
                 S0[j - m, c] = 1.0
             else:
-                self.f0_weights[c] = 1.0
+                weights[c] = 1.0
+        self.f0_weights = np.array(weights)
+        self.f0_needed = any(w != 0.0 for w in weights)
         self.S0 = S0
         self.aug = _Augmented(prob, K, S0, E, cols, owner.kernel)
         self.P = self.aug.p.copy()
@@ -372,7 +374,8 @@ class _Chunk:
         # scales for S, which "partial" leaves out of the norm
         self.scaled = owner.error_control == "full" or self.implicit or self.rosenbrock
         self.atol_y = base.tol[1:]
-        self.tol = self._tolerances(base.p, self.scaled)
+        # scaled: the sensitivities' part follows |p_j| and is set by every run
+        self.tol = self._tolerances(None, self.scaled)
         # the augmented Solver: base's validated settings on the augmented problem
         self.solver = object.__new__(type(base))  # a shallow copy, cheaper than copy.copy
         self.solver.__dict__.update(base.__dict__)
@@ -384,13 +387,18 @@ class _Chunk:
             self._rodas_args = self._rodas_setup(base.method)
 
     def _tolerances(self, p, scaled):
-        """[rtol, atol] of the augmented state for parameters ``p``."""
+        """[rtol, atol] of the augmented state for parameters ``p`` (``None``: scaled
+        sensitivities' entries left unset)."""
         n, K = self.n, self.owner.K
         rtol, atol_y = self.owner.base.tol[0], self.atol_y
         if scaled:
             # the implicit corrector needs real scales for S even when they do not
             # enter the error norm (n_err = n): atol / |p_j| (CVODES' pbar)
-            return np.concatenate([[rtol], atol_y, (atol_y[:, None] / self._scale(p)).ravel()])
+            tol = np.empty(1 + n + n * K)
+            tol[0], tol[1 : 1 + n] = rtol, atol_y
+            if p is not None:
+                tol[1 + n :] = (atol_y[:, None] / self._scale(p)).ravel()
+            return tol
         # RMS over N components with the sensitivities priced out: rescale y's
         # tolerances by sqrt(n/N) so that the norm equals the plain solve's
         c = np.sqrt(1.0 / (K + 1))
