@@ -47,7 +47,7 @@ from numba.extending import overload
 
 from sensitivity.ad import nb_box, nb_ops  # noqa: F401  (register overloads and boxing)
 from sensitivity.ad.nb_array import dual_array, dual_array_k, empty_dual, similar
-from sensitivity.ad.nb_types import KMAX, STAMP, DualArrayType, DualType, vcopy, vstream
+from sensitivity.ad.nb_types import KMAX, STAMP, DualArrayType, DualType, vcopy
 
 __all__ = [
     "CHUNK",
@@ -228,18 +228,6 @@ def _copy_block(dst, a, src, b, k):
     if isinstance(k, types.IntegerLiteral):
         return lambda dst, a, src, b, k: vcopy(dst, a, src, b, k)
     return None
-
-
-def stream_block(dst, a, src, b):
-    """``dst[a:a+8] = src[b:b+8]``; compiled, a non-temporal store (written to memory
-    without first reading the line: for large outputs read much later). ``dst`` at ``a``
-    must start on a 64-byte line (the compiled store faults otherwise)."""
-    dst[a : a + 8] = src[b : b + 8]
-
-
-@overload(stream_block, target="cpu")
-def _stream_block(dst, a, src, b):
-    return lambda dst, a, src, b: vstream(dst, a, src, b, 8)
 
 
 _ASSEMBLERS = {}

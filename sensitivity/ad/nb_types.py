@@ -284,44 +284,28 @@ def vget(typingctx, a, j):
     return None
 
 
-def _copy_intrinsic(stream):
-    """An intrinsic ``(dst, a, src, b, k)``: ``dst[a:a+k] = src[b:b+k]`` as one ``<k x
-    double>`` load and store (``k`` literal; float64 1-D C arrays, bounds not checked).
-    ``stream``: a non-temporal store, which writes the line to memory without reading
-    it first; ``dst`` at ``a`` must then start on a 64-byte line and ``k`` be 8."""
+@intrinsic
+def vcopy(typingctx, dst, a, src, b, k):
+    """``dst[a:a+k] = src[b:b+k]`` as one ``<k x double>`` load and store (``k`` literal;
+    float64 1-D C arrays, bounds not checked)."""
+    arrays = (dst, src)
+    ok = all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays)
+    ok = ok and dst.dtype == src.dtype == types.float64 and dst.mutable
+    ok = ok and isinstance(a, types.Integer) and isinstance(b, types.Integer)
+    if not (ok and isinstance(k, types.IntegerLiteral) and 1 <= k.literal_value <= KMAX):
+        return None
 
-    def copy(typingctx, dst, a, src, b, k):
-        arrays = (dst, src)
-        ok = all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays)
-        ok = ok and dst.dtype == src.dtype == types.float64 and dst.mutable
-        ok = ok and isinstance(a, types.Integer) and isinstance(b, types.Integer)
-        if not (ok and isinstance(k, types.IntegerLiteral) and 1 <= k.literal_value <= KMAX):
-            return None
-        if stream and k.literal_value != 8:
-            return None
+    def codegen(context, builder, sig, args):
+        vp = _vty(k.literal_value).as_pointer()
+        ptrs = []
+        for arr, aty, off, oty in ((args[0], dst, args[1], a), (args[2], src, args[3], b)):
+            data = context.make_array(aty)(context, builder, arr).data
+            off = context.cast(builder, off, oty, types.intp)
+            ptrs.append(builder.bitcast(builder.gep(data, [off], inbounds=True), vp))
+        builder.store(builder.load(ptrs[1], align=8), ptrs[0], align=8)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, sig, args):
-            vp = _vty(k.literal_value).as_pointer()
-            ptrs = []
-            for arr, aty, off, oty in ((args[0], dst, args[1], a), (args[2], src, args[3], b)):
-                data = context.make_array(aty)(context, builder, arr).data
-                off = context.cast(builder, off, oty, types.intp)
-                ptrs.append(builder.bitcast(builder.gep(data, [off], inbounds=True), vp))
-            value = builder.load(ptrs[1], align=8)
-            store = builder.store(value, ptrs[0], align=64 if stream else 8)
-            if stream:
-                one = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-                store.set_metadata("nontemporal", one)
-            return context.get_dummy_value()
-
-        return types.void(dst, a, src, b, k), codegen
-
-    copy.__name__ = copy.__qualname__ = "vstream" if stream else "vcopy"
-    return intrinsic(copy)
-
-
-vcopy = _copy_intrinsic(False)
-vstream = _copy_intrinsic(True)
+    return types.void(dst, a, src, b, k), codegen
 
 
 @intrinsic
